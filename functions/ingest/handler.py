@@ -1,0 +1,68 @@
+"""Ingest function: Kinesis batch -> tidegate.ingest -> ReportBatchItemFailures response.
+
+Wiring only. Powertools' BatchProcessor hands records to a callback one at a time; the
+ingest needs the whole batch at once (it groups by key and pane and writes each group once),
+so the partial-failure response is built here from the ingest's outcome.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+from tidegate.runtime import Runtime
+from tidegate.sources import kinesis
+
+logger = Logger(service="tidegate-ingest")
+metrics = Metrics(namespace="tidegate", service="tidegate-ingest")
+_state: dict[str, Any] = {}
+
+
+def _ingestor() -> Any:
+    if "ingestor" not in _state:
+        _state["ingestor"] = Runtime.from_env().ingestor()
+    return _state["ingestor"]
+
+
+def reset() -> None:
+    """Forget the cold-start state (the local runner reuses the process between runs)."""
+    _state.clear()
+
+
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    records = kinesis.records_of(event)
+    ingestor = _ingestor()
+    time_left = getattr(context, "get_remaining_time_in_millis", None)
+    outcome = ingestor.process(records, time_left_ms=time_left)
+    # Running totals of this execution environment (read by the local runner's summary).
+    totals = _state.setdefault("totals", {})
+    for name in ("records", "aggregated", "late", "dead_lettered", "duplicates_skipped"):
+        totals[name] = totals.get(name, 0) + getattr(outcome, name)
+    if records:
+        logger.info(
+            "batch processed",
+            extra={
+                "partition": records[0].partition,
+                "first_position": records[0].position,
+                "last_position": records[-1].position,
+                "records": outcome.records,
+                "aggregated": outcome.aggregated,
+                "late": outcome.late,
+                "dead_lettered": outcome.dead_lettered,
+                "duplicates_skipped": outcome.duplicates_skipped,
+                "failed": len(outcome.failed),
+                "watermark": outcome.watermark,
+            },
+        )
+    metrics.add_dimension(name="pipeline", value=ingestor.pipeline.name)
+    metrics.add_metric(name="Processed", unit=MetricUnit.Count, value=outcome.records)
+    metrics.add_metric(name="Aggregated", unit=MetricUnit.Count, value=outcome.aggregated)
+    metrics.add_metric(name="Late", unit=MetricUnit.Count, value=outcome.late)
+    metrics.add_metric(name="DeadLettered", unit=MetricUnit.Count, value=outcome.dead_lettered)
+    metrics.add_metric(
+        name="DuplicatesSkipped", unit=MetricUnit.Count, value=outcome.duplicates_skipped
+    )
+    return kinesis.failure_response(outcome.failed)

@@ -1,0 +1,1 @@
+"""Mergeable aggregate functions (create, add, merge, result), as Flink splits them."""

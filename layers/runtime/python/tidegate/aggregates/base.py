@@ -1,0 +1,46 @@
+"""The aggregate-function contract.
+
+Accumulators are plain values DynamoDB can store (int, Decimal, bool, None, lists of them),
+so the same value travels from the in-memory pre-aggregation to the state table unchanged.
+`merge` is required: panes and sessions are merged at close time, and redelivered batches
+are merged into stored state.
+"""
+
+from __future__ import annotations
+
+from decimal import Context, Decimal
+from typing import Any, Protocol
+
+# DynamoDB keeps 38 significant digits; summing in Decimal at that precision makes results
+# independent of batch split and merge order, which binary float addition is not.
+DECIMAL = Context(prec=38)
+
+
+def exact(value: int | float | Decimal) -> int | Decimal:
+    """An event value as an exact accumulator number: ints stay ints, floats by their repr."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    return value
+
+
+def plain(value: int | Decimal, is_float: bool) -> int | float:
+    """Accumulator number -> JSON number: integers stay integers unless a float took part."""
+    if is_float:
+        return float(value)
+    return int(value)
+
+
+class AggregateFunction(Protocol):
+    """One aggregate of a pipeline; `state_name` changes whenever its meaning does."""
+
+    name: str
+    field: str | None
+    state_name: str
+
+    def create(self) -> Any: ...
+
+    def add(self, acc: Any, value: Any) -> Any: ...
+
+    def merge(self, a: Any, b: Any) -> Any: ...
+
+    def result(self, acc: Any) -> Any: ...

@@ -1,0 +1,171 @@
+"""count, sum, min, max, avg."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from tidegate.aggregates.base import DECIMAL, AggregateFunction, exact, plain
+from tidegate.spec import Pipeline
+
+
+def _num_add(a: int | Decimal, b: int | Decimal) -> int | Decimal:
+    if isinstance(a, int) and isinstance(b, int):
+        return a + b
+    return DECIMAL.add(Decimal(a), Decimal(b))
+
+
+@dataclass(frozen=True, slots=True)
+class Count:
+    name: str
+    field: str | None = None
+
+    @property
+    def state_name(self) -> str:
+        return f"count:{self.field or '*'}"
+
+    def create(self) -> int:
+        return 0
+
+    def add(self, acc: int, value: Any) -> int:
+        return acc + 1
+
+    def merge(self, a: int, b: int) -> int:
+        return int(a) + int(b)
+
+    def result(self, acc: int) -> int:
+        return int(acc)
+
+
+@dataclass(frozen=True, slots=True)
+class Sum:
+    """acc = [total, saw_float]."""
+
+    name: str
+    field: str | None
+
+    @property
+    def state_name(self) -> str:
+        return f"sum:{self.field}"
+
+    def create(self) -> list[Any]:
+        return [0, False]
+
+    def add(self, acc: list[Any], value: int | float) -> list[Any]:
+        return [_num_add(acc[0], exact(value)), acc[1] or isinstance(value, float)]
+
+    def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
+        return [_num_add(a[0], b[0]), bool(a[1]) or bool(b[1])]
+
+    def result(self, acc: list[Any]) -> int | float:
+        return plain(acc[0], bool(acc[1]))
+
+
+@dataclass(frozen=True, slots=True)
+class Extreme:
+    """min or max; acc = [value, value_was_float] or [None, False] when empty."""
+
+    name: str
+    field: str | None
+    largest: bool
+
+    @property
+    def state_name(self) -> str:
+        return f"{'max' if self.largest else 'min'}:{self.field}"
+
+    def create(self) -> list[Any]:
+        return [None, False]
+
+    def _better(self, a: list[Any], b: list[Any]) -> list[Any]:
+        if a[0] is None:
+            return b
+        if b[0] is None:
+            return a
+        if b[0] == a[0]:
+            # Equal values: prefer the float rendering only if both were floats.
+            return [a[0], bool(a[1]) and bool(b[1])]
+        if (b[0] > a[0]) == self.largest:
+            return b
+        return a
+
+    def add(self, acc: list[Any], value: int | float) -> list[Any]:
+        return self._better(acc, [exact(value), isinstance(value, float)])
+
+    def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
+        return self._better(a, b)
+
+    def result(self, acc: list[Any]) -> int | float | None:
+        return None if acc[0] is None else plain(acc[0], bool(acc[1]))
+
+
+@dataclass(frozen=True, slots=True)
+class Avg:
+    """acc = [total, count]; the result is always a float (or None with no values)."""
+
+    name: str
+    field: str | None
+
+    @property
+    def state_name(self) -> str:
+        return f"avg:{self.field}"
+
+    def create(self) -> list[Any]:
+        return [0, 0]
+
+    def add(self, acc: list[Any], value: int | float) -> list[Any]:
+        return [_num_add(acc[0], exact(value)), acc[1] + 1]
+
+    def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
+        return [_num_add(a[0], b[0]), int(a[1]) + int(b[1])]
+
+    def result(self, acc: list[Any]) -> float | None:
+        if not acc[1]:
+            return None
+        return float(DECIMAL.divide(Decimal(acc[0]), Decimal(acc[1])))
+
+
+def build_aggregates(pipeline: Pipeline) -> list[AggregateFunction]:
+    functions: list[AggregateFunction] = []
+    for name, spec in pipeline.aggregates.items():
+        if spec.op == "count":
+            functions.append(Count(name, spec.field))
+        elif spec.op == "sum":
+            functions.append(Sum(name, spec.field))
+        elif spec.op in ("min", "max"):
+            functions.append(Extreme(name, spec.field, largest=spec.op == "max"))
+        else:
+            functions.append(Avg(name, spec.field))
+    return functions
+
+
+class AccumulatorSet:
+    """All of a pipeline's aggregates over one pane or session, keyed by state name."""
+
+    def __init__(self, functions: list[AggregateFunction]) -> None:
+        # Aggregates with the same op and field share one accumulator.
+        self.functions = functions
+        self.by_state: dict[str, AggregateFunction] = {f.state_name: f for f in functions}
+        self._fields = [(f.state_name, f.field) for f in self.by_state.values()]
+
+    def create(self) -> dict[str, Any]:
+        return {name: f.create() for name, f in self.by_state.items()}
+
+    def add_event(self, acc: dict[str, Any], values: dict[str, Any]) -> None:
+        """Fold one event's field values into `acc` in place; absent optional values skip."""
+        for state_name, field_name in self._fields:
+            value = values.get(field_name) if field_name else True
+            if value is not None:
+                acc[state_name] = self.by_state[state_name].add(acc[state_name], value)
+
+    def merge(self, a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any]:
+        merged = self.create()
+        for name, f in self.by_state.items():
+            left = (a or {}).get(name, merged[name])
+            right = (b or {}).get(name, merged[name])
+            merged[name] = f.merge(left, right)
+        return merged
+
+    def results(self, acc: dict[str, Any]) -> dict[str, Any]:
+        full = self.merge(acc, None)
+        return {f.name: f.result(full[f.state_name]) for f in self.functions}

@@ -1,0 +1,250 @@
+"""Close what the watermark has passed and publish it.
+
+A window moves OPEN -> CLOSING -> EMITTED:
+
+1. freeze: each pane of the window gets a snapshot for it (conditional: the first snapshot
+   wins, so the window's content is fixed once and for all, even with closers racing);
+2. claim: the merged result is written to the window's item as CLOSING (conditional put:
+   a racing closer adopts the result already written instead of its own);
+3. publish the stored result to the sink;
+4. mark EMITTED and move each pane on to its next window (or out of the open index).
+
+A crash between any two steps is repaired by the next run: it finds the pane still in the
+open index, the window CLOSING, and re-publishes the same bytes with the same idempotency key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tidegate.aggregates.builtin import AccumulatorSet
+from tidegate.results import WindowResult, idempotency_key, key_object
+from tidegate.sinks.base import Sink
+from tidegate.spec import Pipeline
+from tidegate.state import keys
+from tidegate.state.dynamodb import DynamoStore
+from tidegate.watermark import MAX_WATERMARK, WatermarkStore
+from tidegate.windows.base import PaneAssigner
+
+CLOSING = "CLOSING"
+EMITTED = "EMITTED"
+
+
+@dataclass
+class CloseOutcome:
+    watermark: int = 0
+    windows_closed: int = 0
+    results_published: int = 0
+    publish_failures: int = 0
+    results: list[WindowResult] = field(default_factory=list)
+
+
+@dataclass
+class _Claim:
+    pk: str
+    window_start: int
+    result: WindowResult | None  # None: the window had no events
+
+
+class Closer:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        assigner: PaneAssigner,
+        accumulators: AccumulatorSet,
+        store: DynamoStore,
+        watermarks: WatermarkStore,
+        sink: Sink,
+        expected_partitions: Callable[[], list[str]],
+        now_ms: Callable[[], int],
+        retention_s: int,
+    ) -> None:
+        self.pipeline = pipeline
+        self.assigner = assigner
+        self.acc = accumulators
+        self.store = store
+        self.watermarks = watermarks
+        self.sink = sink
+        self.expected_partitions = expected_partitions
+        self.now_ms = now_ms
+        self.retention_s = retention_s
+        self.lateness = pipeline.allowed_lateness
+
+    def current_watermark(self, flush: bool = False) -> int:
+        """The pipeline watermark now, stored so that it never moves back."""
+        if flush:
+            target = MAX_WATERMARK
+        else:
+            spec = self.pipeline.watermark
+            state = self.watermarks.read()
+            target = state.pipeline_watermark(
+                self.now_ms(), spec.idle_timeout, self.expected_partitions(),
+                spec.advance_when_idle,
+            )
+            if target <= state.floor:
+                return state.floor
+        return self.watermarks.advance_pipeline(target)
+
+    def run(self, flush: bool = False) -> CloseOutcome:
+        outcome = CloseOutcome()
+        watermark = self.current_watermark(flush)
+        outcome.watermark = watermark
+        due = sorted(self._due_windows(watermark))
+        claims = [self._claim(pk, ws) for pk, ws in due]
+        publishable = [c for c in claims if c.result is not None]
+        failed: set[int] = set()
+        if publishable:
+            failed = set(self.sink.publish([c.result for c in publishable]))  # type: ignore[misc]
+        outcome.publish_failures = len(failed)
+        done = {id(c) for i, c in enumerate(publishable) if i not in failed}
+        for claim in claims:
+            if claim.result is not None and id(claim) not in done:
+                continue  # stays CLOSING; the next run publishes it again
+            if claim.result is not None:
+                self.store.update(
+                    claim.pk,
+                    keys.window_sk(claim.window_start),
+                    "SET #st = :emitted",
+                    "#st = :closing",  # a racing closer may have marked it already
+                    names={"#st": "state"},
+                    values={":emitted": EMITTED, ":closing": CLOSING},
+                )
+                outcome.results.append(claim.result)
+            self._finish(claim.pk, claim.window_start)
+            outcome.windows_closed += 1
+        outcome.results_published = len(publishable) - len(failed)
+        return outcome
+
+    # -- discovery -----------------------------------------------------------------------
+    def close_at(self, window_start: int) -> int:
+        return window_start + self.assigner.size_ms + self.lateness
+
+    def _due_windows(self, watermark: int) -> set[tuple[str, int]]:
+        a = self.assigner
+        due: set[tuple[str, int]] = set()
+        partitions = keys.open_index_partitions(
+            self.pipeline.name, self.pipeline.state_version, self.pipeline.index_shards
+        )
+        for index_pk in partitions:
+            for pane in self.store.query_open(index_pk, watermark):
+                pane_start = keys.start_of_sk(pane["SK"])
+                ws = int(pane["next_ws"])
+                last = a.last_window_of_pane(pane_start)
+                while ws <= last and self.close_at(ws) <= watermark:
+                    due.add((pane["PK"], ws))
+                    ws += a.slide_ms
+        return due
+
+    # -- one window ----------------------------------------------------------------------
+    def _panes(self, pk: str, window_start: int) -> list[dict[str, Any]]:
+        end = window_start + self.assigner.size_ms
+        return self.store.query_range(pk, keys.pane_sk(window_start), keys.pane_sk(end - 1))
+
+    def _claim(self, pk: str, window_start: int) -> _Claim:
+        existing = self.store.get(pk, keys.window_sk(window_start))
+        if existing is not None:
+            if existing.get("state") == EMITTED:
+                return _Claim(pk, window_start, None)
+            return _Claim(pk, window_start, json.loads(existing["result_json"]))
+
+        acc: dict[str, Any] | None = None
+        count = 0
+        for pane in self._panes(pk, window_start):
+            if window_start < int(pane["first_ws"]) or window_start < int(pane["next_ws"]):
+                continue  # the pane began after this window was final, or is past it
+            pane_acc, pane_n = self._freeze(pane, window_start)
+            acc = self.acc.merge(acc, pane_acc)
+            count += int(pane_n)
+        if count == 0:
+            return _Claim(pk, window_start, None)
+
+        result = self._result(pk, window_start, acc or {}, version=1, final=True)
+        winner = self.store.put_new(
+            {
+                "PK": pk,
+                "SK": keys.window_sk(window_start),
+                "state": CLOSING,
+                "result_json": json.dumps(result, separators=(",", ":")),
+                "n": count,
+                "expire_at": self._expiry(),
+            }
+        )
+        if winner is not None:
+            if winner.get("state") == EMITTED:
+                return _Claim(pk, window_start, None)
+            result = json.loads(winner["result_json"])
+        return _Claim(pk, window_start, result)
+
+    def _freeze(self, pane: dict[str, Any], window_start: int) -> tuple[Any, Any]:
+        """The pane's content for this window, frozen on first sight."""
+        acc_attr, n_attr = keys.snapshot_attrs(window_start)
+        if acc_attr in pane:
+            return pane[acc_attr], pane[n_attr]
+        # Only the first freeze applies: a later one would add events that arrived after
+        # the window was final. Bumping `ver` makes an in-flight ingest re-read the pane.
+        _, item = self.store.update(
+            pane["PK"],
+            pane["SK"],
+            "SET #a = acc, #n = n, ver = ver + :one",
+            "attribute_not_exists(#a)",
+            names={"#a": acc_attr, "#n": n_attr},
+            values={":one": 1},
+            return_new=True,
+        )
+        if item is None or acc_attr not in item:
+            raise RuntimeError(f"pane {pane['PK']} {pane['SK']} vanished while closing")
+        return item[acc_attr], item[n_attr]
+
+    def _result(
+        self, pk: str, window_start: int, acc: dict[str, Any], version: int, final: bool
+    ) -> WindowResult:
+        key = keys.key_of_pk(pk)
+        end = window_start + self.assigner.size_ms
+        return WindowResult(
+            pipeline=self.pipeline.name,
+            key=key_object(list(self.pipeline.key), key),
+            window_start=window_start,
+            window_end=end,
+            aggregates=self.acc.results(acc),
+            version=version,
+            final=final,
+            idempotency_key=idempotency_key(
+                self.pipeline.name, self.pipeline.state_version, key, window_start, end, version
+            ),
+        )
+
+    def _finish(self, pk: str, window_start: int) -> None:
+        """Move each pane past this window; a pane with no window left leaves the index."""
+        a = self.assigner
+        following = window_start + a.slide_ms
+        for pane in self._panes(pk, window_start):
+            current = int(pane["next_ws"])
+            if current > window_start:
+                continue
+            pane_start = keys.start_of_sk(pane["SK"])
+            names: dict[str, str] = {}
+            removes: list[str] = []
+            for i, ws in enumerate(range(current, following, a.slide_ms)):
+                acc_attr, n_attr = keys.snapshot_attrs(ws)
+                names[f"#a{i}"], names[f"#n{i}"] = acc_attr, n_attr
+                removes += [f"#a{i}", f"#n{i}"]
+            values: dict[str, Any] = {":next": following, ":ws": window_start, ":one": 1}
+            sets = ["next_ws = :next", "ver = ver + :one"]
+            if following > a.last_window_of_pane(pane_start):
+                removes += ["open_pk", "open_sk"]
+                sets.append("expire_at = :exp")
+                values[":exp"] = self._expiry()
+            else:
+                sets.append("open_sk = :close")
+                values[":close"] = self.close_at(following)
+            expression = "SET " + ", ".join(sets) + " REMOVE " + ", ".join(removes)
+            # Never moves a pane backwards: a racing closer may have finished it already.
+            self.store.update(
+                pk, pane["SK"], expression, "next_ws <= :ws", names=names, values=values
+            )
+
+    def _expiry(self) -> int:
+        return self.now_ms() // 1000 + self.retention_s

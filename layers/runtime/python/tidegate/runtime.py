@@ -1,0 +1,96 @@
+"""Builds the collaborators of both functions from the environment contract (topology.py).
+
+Called once per cold start: the schema is compiled, clients are created lazily.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+
+from tidegate import topology
+from tidegate.aggregates.builtin import AccumulatorSet, build_aggregates
+from tidegate.clock import now_ms
+from tidegate.spec import Pipeline, pipeline_from_json
+from tidegate.state.dynamodb import DynamoStore
+from tidegate.watermark import WatermarkStore
+from tidegate.windows import assigner_for
+from tidegate.windows.base import PaneAssigner
+
+
+@dataclass
+class Runtime:
+    pipeline: Pipeline
+    env: Mapping[str, str]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Runtime:
+        env = dict(os.environ if env is None else env)
+        missing = [name for name in topology.HANDLER_ENV if name not in env]
+        if missing:
+            raise RuntimeError(f"missing environment variables: {', '.join(missing)}")
+        return cls(pipeline_from_json(env[topology.ENV_PIPELINE]), env)
+
+    @cached_property
+    def store(self) -> DynamoStore:
+        return DynamoStore(self.env[topology.ENV_TABLE])
+
+    @cached_property
+    def watermarks(self) -> WatermarkStore:
+        return WatermarkStore(self.store, self.pipeline.name, self.pipeline.state_version)
+
+    @cached_property
+    def assigner(self) -> PaneAssigner:
+        return assigner_for(self.pipeline)
+
+    @cached_property
+    def accumulators(self) -> AccumulatorSet:
+        return AccumulatorSet(build_aggregates(self.pipeline))
+
+    @cached_property
+    def partitions(self):
+        from tidegate.partitions import KinesisPartitions
+
+        return KinesisPartitions(self.env.get(topology.ENV_SOURCE_STREAM) or None)
+
+    @property
+    def retention_s(self) -> int:
+        return int(self.env.get(topology.ENV_RETENTION, topology.DEFAULT_RETENTION_S))
+
+    def ingestor(self):
+        from tidegate.dlq import QueueOutput
+        from tidegate.ingest import Ingestor
+        from tidegate.schemas.compile import compile_schema
+        from tidegate.schemas.decode import JsonDecoder
+
+        decoder = JsonDecoder(self.pipeline, compile_schema(self.pipeline))
+        return Ingestor(
+            pipeline=self.pipeline,
+            decoder=decoder,
+            assigner=self.assigner,
+            accumulators=self.accumulators,
+            store=self.store,
+            watermarks=self.watermarks,
+            dead_letters=QueueOutput(self.env[topology.ENV_DLQ_URL]),
+            late_output=QueueOutput(self.env[topology.ENV_LATE_URL]),
+            expected_partitions=self.partitions.expected,
+            now_ms=now_ms,
+        )
+
+    def closer(self):
+        from tidegate.closer import Closer
+        from tidegate.sinks import sink_for
+
+        return Closer(
+            pipeline=self.pipeline,
+            assigner=self.assigner,
+            accumulators=self.accumulators,
+            store=self.store,
+            watermarks=self.watermarks,
+            sink=sink_for(self.pipeline, self.env[topology.ENV_SINK_TARGET]),
+            expected_partitions=self.partitions.expected,
+            now_ms=now_ms,
+            retention_s=self.retention_s,
+        )

@@ -1,0 +1,1 @@
+"""Event schemas: compiling the pipeline's schema and decoding records against it."""

@@ -1,0 +1,23 @@
+"""Sink contract: publish a batch of results, report which ones did not make it."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from tidegate.results import WindowResult
+
+
+class SinkError(Exception):
+    """Some results were not published; the closer leaves their windows CLOSING."""
+
+
+class Sink(Protocol):
+    max_batch: int
+
+    def publish(self, results: list[WindowResult]) -> list[int]:
+        """Publish; return the indexes of results that failed (empty when all succeeded)."""
+        ...
+
+
+def chunks(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]

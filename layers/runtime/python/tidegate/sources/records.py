@@ -1,0 +1,28 @@
+"""A source record, whatever the log it came from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tidegate.state.keys import position_mark
+
+
+@dataclass(slots=True)
+class SourceRecord:
+    partition: str  # Kinesis shard id, or Kafka `topic-partition`
+    position: str  # sequence number or offset, as the event source gave it
+    data_b64: str
+    arrival_ms: int
+    partition_key: str | None = None
+
+    @property
+    def mark(self) -> str:
+        return position_mark(self.position)
+
+    def coordinates(self) -> dict[str, object]:
+        return {
+            "partition": self.partition,
+            "position": self.position,
+            "partition_key": self.partition_key,
+            "arrival_ms": self.arrival_ms,
+        }

@@ -1,0 +1,362 @@
+"""Pipeline file -> validated, frozen models.
+
+The pipeline file format is public (shared/CONTRACT.md). Every problem in a file is reported
+at once, each by its dotted path in the file, before anything runs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PlainSerializer,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from tidegate.durations import format_duration_ms, parse_duration_ms
+
+# Durations are stored as integer milliseconds and written back in the file's own notation,
+# so a spec survives a round trip through JSON (the Lambda environment carries it that way).
+Duration = Annotated[
+    int,
+    BeforeValidator(parse_duration_ms),
+    PlainSerializer(format_duration_ms, return_type=str),
+]
+
+FIELD_TYPES = ("string", "integer", "number", "boolean", "timestamp")
+NUMERIC_TYPES = ("integer", "number", "timestamp")
+NAME_PATTERN = re.compile(r"^[a-z0-9-]+$")
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class PipelineError(ValueError):
+    """A pipeline file that cannot run; `problems` lists `path: message` lines."""
+
+    def __init__(self, problems: list[str], source: str = "pipeline") -> None:
+        self.problems = problems
+        self.source = source
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{source}: {len(problems)} problem(s):\n{lines}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _positive(value: int) -> int:
+    if value <= 0:
+        raise ValueError("must be a positive duration")
+    return value
+
+
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
+
+
+class KinesisSource(_Model):
+    type: Literal["kinesis"]
+    stream: str = Field(min_length=1, max_length=128, pattern=r"^[a-zA-Z0-9_.-]+$")
+    shards: int | None = Field(default=None, ge=1, le=500)
+    arn: str | None = None
+
+
+class MskSource(_Model):
+    type: Literal["msk"]
+    stream: str | None = Field(default=None, min_length=1, max_length=249)
+    topic: str | None = Field(default=None, min_length=1, max_length=249)
+    shards: int | None = Field(default=None, ge=1, le=500)
+
+    @model_validator(mode="after")
+    def _topic(self) -> MskSource:
+        if not (self.topic or self.stream):
+            raise ValueError("msk source needs `topic` (or `stream`)")
+        return self
+
+    @property
+    def topic_name(self) -> str:
+        return self.topic or self.stream or ""
+
+
+Source = Annotated[KinesisSource | MskSource, Field(discriminator="type")]
+
+
+class EnumField(_Model):
+    enum: list[str | int] = Field(min_length=1)
+    optional: bool = False
+
+
+class InlineSchema(_Model):
+    name: str = Field(min_length=1)
+    version: int = Field(default=1, ge=1)
+    fields: dict[str, str | EnumField] = Field(min_length=1)
+
+    @field_validator("fields")
+    @classmethod
+    def _known_types(cls, fields: dict[str, str | EnumField]) -> dict[str, str | EnumField]:
+        bad = [
+            f"{name}: unknown type {kind!r} (use {', '.join(FIELD_TYPES)} or {{enum: [...]}})"
+            for name, kind in fields.items()
+            if isinstance(kind, str) and kind.rstrip("?") not in FIELD_TYPES
+        ]
+        bad += [f"{name}: not a valid field name" for name in fields if not IDENTIFIER.match(name)]
+        if bad:
+            raise ValueError("; ".join(bad))
+        return fields
+
+    def field_type(self, name: str) -> str | None:
+        """`string`, ..., `enum`, or None when the schema has no such field."""
+        kind = self.fields.get(name)
+        if kind is None:
+            return None
+        return "enum" if isinstance(kind, EnumField) else kind.rstrip("?")
+
+    def is_optional(self, name: str) -> bool:
+        kind = self.fields.get(name)
+        if isinstance(kind, EnumField):
+            return kind.optional
+        return bool(kind and kind.endswith("?"))
+
+
+class RefSchema(_Model):
+    ref: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+    name: str | None = None
+    version: int = Field(default=1, ge=1)
+
+
+class TumblingWindow(_Model):
+    type: Literal["tumbling"]
+    size: PositiveDuration
+
+
+class SlidingWindow(_Model):
+    type: Literal["sliding"]
+    size: PositiveDuration
+    slide: PositiveDuration
+
+    @model_validator(mode="after")
+    def _slide_fits(self) -> SlidingWindow:
+        if self.slide > self.size:
+            # Events between windows would belong to no window: neither aggregated nor late.
+            raise PydanticCustomError(
+                "slide_too_large",
+                "slide: must not exceed size (every event must fall in a window)",
+            )
+        return self
+
+
+class SessionWindow(_Model):
+    type: Literal["session"]
+    gap: PositiveDuration
+    max_length: PositiveDuration | None = None
+
+
+Window = Annotated[
+    TumblingWindow | SlidingWindow | SessionWindow, Field(discriminator="type")
+]
+
+
+class WatermarkSpec(_Model):
+    delay: Duration = 0
+    idle_timeout: Duration = 60_000
+    # None switches the guard off; replays and backfills of old data are never suspicious.
+    max_future_skew: Duration | None = None
+    # When every partition is idle the closer advances the watermark by processing time;
+    # switch off for replays of old data so they are not marked late.
+    advance_when_idle: bool = True
+
+
+class AggregateSpec(_Model):
+    op: Literal["count", "sum", "min", "max", "avg"]
+    field: str | None = None
+
+    @model_validator(mode="after")
+    def _field_needed(self) -> AggregateSpec:
+        if self.op != "count" and not self.field:
+            raise ValueError(f"`{self.op}` needs a `field`")
+        return self
+
+
+class KinesisSink(_Model):
+    type: Literal["kinesis"]
+    stream: str = Field(min_length=1, max_length=128)
+
+
+class SqsSink(_Model):
+    type: Literal["sqs"]
+    queue: str = Field(min_length=1, max_length=80)
+
+
+class SnsSink(_Model):
+    type: Literal["sns"]
+    topic: str = Field(min_length=1, max_length=256)
+
+
+class EventBridgeSink(_Model):
+    type: Literal["eventbridge"]
+    bus: str = "default"
+    source: str = "tidegate"
+    detail_type: str = "WindowResult"
+
+
+Sink = Annotated[
+    KinesisSink | SqsSink | SnsSink | EventBridgeSink, Field(discriminator="type")
+]
+
+
+def _schema_kind(value: Any) -> str:
+    if isinstance(value, RefSchema) or (isinstance(value, dict) and "ref" in value):
+        return "ref"
+    return "inline"
+
+
+class Pipeline(_Model):
+    name: str = Field(min_length=1, max_length=40)
+    source: Source
+    format: Literal["json", "avro"] = "json"
+    schema_: Annotated[
+        Annotated[InlineSchema, Tag("inline")] | Annotated[RefSchema, Tag("ref")],
+        Discriminator(_schema_kind),
+    ] = Field(alias="schema")
+    event_time: str
+    key: list[str] = Field(min_length=1)
+    window: Window
+    watermark: WatermarkSpec = WatermarkSpec()
+    allowed_lateness: Duration = 0
+    aggregates: dict[str, AggregateSpec] = Field(min_length=1)
+    emit: Literal["final", "updates"] = "final"
+    sink: Sink
+    # Open-window index partitions (`open#<pipeline>#<n>`): spreads closing over index keys.
+    index_shards: int = Field(default=4, ge=1, le=256)
+    state_version: int = Field(default=1, ge=1)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError("must match [a-z0-9-]+")
+        return value
+
+    @field_validator("key", mode="before")
+    @classmethod
+    def _key_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("aggregates")
+    @classmethod
+    def _aggregate_names(cls, value: dict[str, AggregateSpec]) -> dict[str, AggregateSpec]:
+        bad = [name for name in value if not IDENTIFIER.match(name)]
+        if bad:
+            raise ValueError(f"not valid result names: {', '.join(bad)}")
+        return value
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True, exclude_none=True)
+
+
+def _cross_checks(p: Pipeline) -> list[str]:
+    """Checks that span sections; pydantic validates each section on its own."""
+    problems: list[str] = []
+    schema = p.schema_
+    if not isinstance(schema, InlineSchema):
+        return problems  # a referenced model is checked when it is imported
+    kind = schema.field_type(p.event_time)
+    if kind is None:
+        problems.append(f"event_time: schema has no field {p.event_time!r}")
+    elif kind not in ("timestamp", "integer"):
+        problems.append(f"event_time: field {p.event_time!r} is {kind}, not timestamp")
+    elif schema.is_optional(p.event_time):
+        problems.append(f"event_time: field {p.event_time!r} must not be optional")
+    for i, field in enumerate(p.key):
+        if schema.field_type(field) is None:
+            problems.append(f"key[{i}]: schema has no field {field!r}")
+        elif schema.is_optional(field):
+            problems.append(f"key[{i}]: key field {field!r} must not be optional")
+    for name, agg in p.aggregates.items():
+        if agg.field is None:
+            continue
+        ftype = schema.field_type(agg.field)
+        if ftype is None:
+            problems.append(f"aggregates.{name}.field: schema has no field {agg.field!r}")
+        elif agg.op != "count" and ftype not in NUMERIC_TYPES:
+            problems.append(
+                f"aggregates.{name}.field: {agg.op} needs a numeric field; {agg.field!r} is {ftype}"
+            )
+    return problems
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item in ("tumbling", "sliding", "session", "kinesis", "msk", "sqs", "sns",
+                      "eventbridge", "inline", "ref", "str", "EnumField",
+                      "function-after[_known_types(), dict[str,union[str,EnumField]]]"):
+            continue  # union branch tags, not positions in the file
+        else:
+            parts.append(("." if parts else "") + str(item))
+    return "".join(parts) or "(top level)"
+
+
+def _format_error(err: Any) -> str:
+    msg = str(err["msg"])
+    loc = tuple(err["loc"])
+    if err["type"] == "slide_too_large":  # a cross-field rule reported at its own field
+        loc, msg = (*loc, "slide"), msg.split(": ", 1)[1]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix):]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown setting"
+    elif err["type"] == "missing":
+        msg = "is required"
+    return f"{_format_loc(loc)}: {msg}"
+
+
+def parse_pipeline(data: Any, source: str = "pipeline") -> Pipeline:
+    """Validate a decoded pipeline document; raise PipelineError listing every problem."""
+    if not isinstance(data, dict):
+        raise PipelineError(["(top level): must be a mapping of settings"], source)
+    try:
+        pipeline = Pipeline.model_validate(data)
+    except ValidationError as exc:
+        problems = list(dict.fromkeys(_format_error(e) for e in exc.errors()))
+        raise PipelineError(problems, source) from None
+    problems = _cross_checks(pipeline)
+    if problems:
+        raise PipelineError(problems, source)
+    return pipeline
+
+
+def pipeline_from_json(text: str) -> Pipeline:
+    return parse_pipeline(json.loads(text), "TIDEGATE_PIPELINE")
+
+
+def load_pipeline_file(path: str | Path) -> Pipeline:
+    """Read a YAML (or JSON) pipeline file. YAML is imported here only: Lambda never needs it."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise PipelineError([f"(file): cannot read: {exc.strerror}"], str(path)) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PipelineError([f"(file): not valid YAML: {exc}"], str(path)) from None
+    return parse_pipeline(data, str(path))

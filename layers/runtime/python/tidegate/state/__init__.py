@@ -1,0 +1,1 @@
+"""Windowed state: item layout, the store protocol and its DynamoDB backend."""

@@ -1,0 +1,68 @@
+"""The deployed resources' shape and the environment contract between infra and handlers.
+
+One place for both the CDK construct and the local runner, so local mode's tables, indexes
+and queues are the deployed ones by construction.
+"""
+
+from __future__ import annotations
+
+# State table
+PK = "PK"
+SK = "SK"
+OPEN_INDEX = "open-windows"
+OPEN_PK = "open_pk"
+OPEN_SK = "open_sk"  # close_at of the pane's next window to close (Number)
+OPEN_INDEX_PROJECTED = ("next_ws", "first_ws")
+TTL_ATTRIBUTE = "expire_at"
+
+# Environment variables read by the handlers
+ENV_PIPELINE = "TIDEGATE_PIPELINE"  # the pipeline spec as JSON
+ENV_TABLE = "TIDEGATE_TABLE"
+ENV_DLQ_URL = "TIDEGATE_DLQ_URL"
+ENV_LATE_URL = "TIDEGATE_LATE_URL"
+ENV_SOURCE_STREAM = "TIDEGATE_SOURCE_STREAM"  # name or ARN, to list partitions
+ENV_SINK_TARGET = "TIDEGATE_SINK_TARGET"  # stream name / queue URL / topic ARN / bus name
+ENV_RETENTION = "TIDEGATE_STATE_RETENTION_S"  # how long closed state is kept (TTL)
+ENV_CLOCK = "TIDEGATE_CLOCK_MS"  # tests only: a fixed processing time
+
+HANDLER_ENV = (
+    ENV_PIPELINE,
+    ENV_TABLE,
+    ENV_DLQ_URL,
+    ENV_LATE_URL,
+    ENV_SOURCE_STREAM,
+    ENV_SINK_TARGET,
+)
+
+DEFAULT_RETENTION_S = 7 * 24 * 3600
+
+
+def table_definition(table_name: str) -> dict:
+    """CreateTable arguments; the CDK construct builds the same keys and index."""
+    return {
+        "TableName": table_name,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [
+            {"AttributeName": PK, "AttributeType": "S"},
+            {"AttributeName": SK, "AttributeType": "S"},
+            {"AttributeName": OPEN_PK, "AttributeType": "S"},
+            {"AttributeName": OPEN_SK, "AttributeType": "N"},
+        ],
+        "KeySchema": [
+            {"AttributeName": PK, "KeyType": "HASH"},
+            {"AttributeName": SK, "KeyType": "RANGE"},
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": OPEN_INDEX,
+                "KeySchema": [
+                    {"AttributeName": OPEN_PK, "KeyType": "HASH"},
+                    {"AttributeName": OPEN_SK, "KeyType": "RANGE"},
+                ],
+                "Projection": {
+                    "ProjectionType": "INCLUDE",
+                    "NonKeyAttributes": list(OPEN_INDEX_PROJECTED),
+                },
+            }
+        ],
+    }

@@ -1,0 +1,122 @@
+"""Per-partition and pipeline watermarks.
+
+A partition's watermark is `max event time seen - delay`. The pipeline's is the minimum over
+partitions that are not idle (no records for `idle_timeout` of processing time); a known
+partition that has produced nothing yet holds it back until it, too, counts as idle. The
+pipeline watermark never moves back: its last value is stored and is a floor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tidegate.state import keys
+from tidegate.state.dynamodb import DynamoStore
+
+MIN_WATERMARK = -(2**62)  # "nothing seen": earlier than any signed window bound
+MAX_WATERMARK = 2**62  # flush: every window closes
+
+
+@dataclass(slots=True)
+class PartitionMark:
+    watermark: int
+    max_event_ms: int
+    last_seen_ms: int
+
+
+@dataclass(slots=True)
+class WatermarkState:
+    partitions: dict[str, PartitionMark] = field(default_factory=dict)
+    floor: int = MIN_WATERMARK  # the stored pipeline watermark
+
+    def pipeline_watermark(
+        self,
+        now_ms: int,
+        idle_timeout_ms: int,
+        expected_partitions: list[str] | None = None,
+        advance_when_idle: bool = True,
+    ) -> int:
+        marks = dict(self.partitions)
+        first_seen = min((m.last_seen_ms for m in marks.values()), default=now_ms)
+        for name in expected_partitions or ():
+            # Silent since the pipeline's first record: held at "nothing seen" until idle.
+            marks.setdefault(name, PartitionMark(MIN_WATERMARK, MIN_WATERMARK, first_seen))
+        if not marks:
+            return self.floor
+        active = [m for m in marks.values() if now_ms - m.last_seen_ms < idle_timeout_ms]
+        if active:
+            computed = min(m.watermark for m in active)
+        else:
+            latest = max(marks.values(), key=lambda m: m.watermark)
+            computed = latest.watermark
+            if advance_when_idle and latest.watermark > MIN_WATERMARK:
+                # Every partition idle: event time is taken to move with processing time,
+                # so the windows of a stream that went quiet still close.
+                computed += max(0, now_ms - max(m.last_seen_ms for m in marks.values()))
+        return max(self.floor, computed)
+
+
+class WatermarkStore:
+    """Watermark items of one pipeline state version."""
+
+    def __init__(self, store: DynamoStore, pipeline: str, version: int) -> None:
+        self.store = store
+        self.pk = keys.meta_pk(pipeline, version)
+
+    def read(self) -> WatermarkState:
+        state = WatermarkState()
+        for item in self.store.query_partition(self.pk):
+            sk = item["SK"]
+            if sk == keys.PIPELINE_SK:
+                state.floor = int(item.get("wm", MIN_WATERMARK))
+            elif sk.startswith("WM#"):
+                state.partitions[sk[3:]] = PartitionMark(
+                    int(item["wm"]), int(item["max_t"]), int(item["last_seen"])
+                )
+        return state
+
+    def advance_partition(
+        self, partition: str, watermark: int, max_event_ms: int, now_ms: int
+    ) -> None:
+        """Monotone: a delayed or retried batch never moves a partition's watermark back."""
+        applied, _ = self.store.update(
+            self.pk,
+            keys.watermark_sk(partition),
+            "SET wm = :wm, max_t = :mt, last_seen = :now",
+            "attribute_not_exists(wm) OR wm <= :wm",
+            values={":wm": watermark, ":mt": max_event_ms, ":now": now_ms},
+        )
+        if not applied:
+            self.touch_partition(partition, now_ms)
+
+    def touch_partition(self, partition: str, now_ms: int) -> None:
+        """Records arrived (so the partition is not idle) but did not raise its watermark."""
+        self.store.update(
+            self.pk,
+            keys.watermark_sk(partition),
+            "SET last_seen = :now",
+            "attribute_exists(wm)",
+            values={":now": now_ms},
+        )
+
+    def advance_pipeline(self, watermark: int) -> int:
+        """Store the pipeline watermark; never lowers it. Returns the value now stored."""
+        applied, item = self.store.update(
+            self.pk,
+            keys.PIPELINE_SK,
+            "SET wm = :wm",
+            "attribute_not_exists(wm) OR wm < :wm",
+            values={":wm": watermark},
+        )
+        if applied or item is None:
+            return watermark
+        return int(item.get("wm", watermark))
+
+
+def describe(value: Any) -> str:
+    if value <= MIN_WATERMARK:
+        return "-inf"
+    if value >= MAX_WATERMARK:
+        return "+inf"
+    return str(value)

@@ -1,0 +1,5 @@
+"""The `tidegate` command line."""
+
+from tidegate_dev.cli.main import main
+
+__all__ = ["main"]

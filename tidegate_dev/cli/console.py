@@ -1,0 +1,75 @@
+"""Progress and tables for people: on stderr while running, results readable at a glance."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tidegate.schemas.eventtime import format_ms
+
+err = Console(stderr=True)
+out = Console()
+
+
+@contextmanager
+def progress_bar(label: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
+    if not enabled:
+        yield lambda done, total: None
+        return
+    columns = (
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err, transient=False) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def results_table(results: list[dict[str, Any]], limit: int = 40) -> Table:
+    names = list(results[0]["aggregates"]) if results else []
+    table = Table(title=f"results ({len(results)} windows)", show_lines=False)
+    table.add_column("key")
+    table.add_column("window (UTC)")
+    for name in names:
+        table.add_column(name, justify="right")
+    table.add_column("v", justify="right")
+    ordered = sorted(results, key=lambda r: (r["window_start"], str(r["key"])))
+    for r in ordered[:limit]:
+        key = ", ".join(f"{k}={v}" for k, v in r["key"].items())
+        window = f"{format_ms(r['window_start'])[11:19]}-{format_ms(r['window_end'])[11:19]}"
+        values = [_number(r["aggregates"].get(n)) for n in names]
+        table.add_row(key, window, *values, str(r["version"]))
+    if len(ordered) > limit:
+        table.caption = f"first {limit} of {len(ordered)} by window start"
+    return table
+
+
+def summary_table(summary: dict[str, int]) -> Table:
+    table = Table(title="summary")
+    table.add_column("events in", justify="right")
+    table.add_column("aggregated", justify="right")
+    table.add_column("late", justify="right")
+    table.add_column("dead-lettered", justify="right")
+    table.add_column("duplicates skipped", justify="right")
+    table.add_column("results", justify="right")
+    table.add_row(*(str(summary[k]) for k in (
+        "events_in", "aggregated", "late", "dead_lettered", "duplicates_skipped", "results"
+    )))
+    return table
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    return "" if value is None else f"{value:,}" if isinstance(value, int) else str(value)

@@ -1,0 +1,38 @@
+"""`tidegate demo`: the seed's click/purchase analytics, end to end, on the embedded moto."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import Counter
+from pathlib import Path
+
+from tidegate.spec import load_pipeline_file
+from tidegate_dev.cli.console import err, out, progress_bar, results_table, summary_table
+from tidegate_dev.demo_events import generate
+from tidegate_dev.local.runner import run_pipeline
+
+DEFAULT_PIPELINE = Path(__file__).resolve().parents[2] / "pipelines" / "clickstream.yaml"
+
+
+def demo(args: argparse.Namespace) -> int:
+    pipeline = load_pipeline_file(args.pipeline or DEFAULT_PIPELINE)
+    lines = generate(args.events, args.users, args.seed)
+    err.print(
+        f"[bold]tidegate demo[/]: {len(lines)} events, {args.users} users, "
+        f"{args.shards} shards, batch {args.batch_size} -> pipeline '{pipeline.name}' "
+        "on an embedded moto server"
+    )
+    with progress_bar("ingesting") as progress:
+        output = run_pipeline(
+            pipeline, lines, shards=args.shards, batch_size=args.batch_size, progress=progress
+        )
+    out.print(results_table(output.results))
+    reasons = Counter(d["reason"] for d in output.dead_letters)
+    if reasons:
+        out.print("dead-lettered: " + ", ".join(f"{r} x{n}" for r, n in reasons.items()))
+        example = output.dead_letters[0]
+        out.print(f"  e.g. {example['reason']}: {example['detail']}")
+    out.print(summary_table(output.summary))
+    print(json.dumps(output.summary))
+    return 0

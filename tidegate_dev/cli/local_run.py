@@ -1,0 +1,40 @@
+"""`tidegate local run` (shared/CONTRACT.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from tidegate.spec import load_pipeline_file
+from tidegate_dev.cli.console import progress_bar
+from tidegate_dev.local.runner import read_event_lines, run_pipeline
+
+
+def write_jsonl(path: str | Path, rows: list[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False, separators=(", ", ": ")) + "\n")
+
+
+def local_run(args: argparse.Namespace) -> int:
+    pipeline = load_pipeline_file(args.pipeline)
+    if args.shards < 1 or args.batch_size < 1:
+        raise SystemExit("error: --shards and --batch-size must be at least 1")
+    lines = read_event_lines(args.events)
+    with progress_bar("ingesting", enabled=not args.quiet) as progress:
+        output = run_pipeline(
+            pipeline,
+            lines,
+            shards=args.shards,
+            batch_size=args.batch_size,
+            endpoint_url=args.endpoint_url,
+            flush=not args.no_flush,
+            progress=progress,
+        )
+    write_jsonl(args.results, output.results)
+    summary_json = json.dumps(output.summary)
+    if args.summary:
+        Path(args.summary).write_text(summary_json + "\n", encoding="utf-8")
+    print(summary_json)
+    return 0

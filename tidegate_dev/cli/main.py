@@ -1,0 +1,71 @@
+"""`tidegate` entry point: argument parsing and dispatch only."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _local_run_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pipeline", help="pipeline file (YAML)")
+    parser.add_argument("--events", required=True, help="events, one JSON object a line")
+    parser.add_argument("--results", required=True, help="where to write published results")
+    parser.add_argument("--summary", help="where to write the summary JSON")
+    parser.add_argument("--shards", type=int, default=1, help="source shards (default 1)")
+    parser.add_argument("--batch-size", type=int, default=100, help="records per batch")
+    parser.add_argument("--endpoint-url", help="an AWS-compatible endpoint instead of moto")
+    parser.add_argument(
+        "--no-flush", action="store_true", help="do not close the remaining windows at the end"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tidegate", description="Event-time stream analytics on AWS serverless."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    local = commands.add_parser("local", help="run pipelines on one machine")
+    local_commands = local.add_subparsers(dest="local_command", required=True)
+    _local_run_args(local_commands.add_parser("run", help="run a pipeline over a JSONL file"))
+
+    demo = commands.add_parser("demo", help="the click/purchase demo, end to end, on moto")
+    demo.add_argument("--events", type=int, default=2_000, help="how many events (default 2000)")
+    demo.add_argument("--users", type=int, default=8, help="distinct users (default 8)")
+    demo.add_argument("--shards", type=int, default=2)
+    demo.add_argument("--batch-size", type=int, default=100)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--pipeline", help="pipeline file (default: pipelines/clickstream.yaml)")
+
+    validate = commands.add_parser("validate", help="check pipeline files and exit")
+    validate.add_argument("pipelines", nargs="+")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from tidegate.spec import PipelineError
+
+    try:
+        if args.command == "local":
+            from tidegate_dev.cli.local_run import local_run
+
+            return local_run(args)
+        if args.command == "demo":
+            from tidegate_dev.cli.demo import demo
+
+            return demo(args)
+        if args.command == "validate":
+            from tidegate_dev.cli.validate import validate
+
+            return validate(args)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

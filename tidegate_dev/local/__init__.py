@@ -1,0 +1,1 @@
+"""Local mode: moto server, resources as deployed, and the event-source-mapping emulator."""
