@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import urlparse
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -14,6 +15,12 @@ FAKE_CREDENTIALS = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_REGION": "us-east-1",
 }
+
+
+def _has_credentials() -> bool:
+    import boto3
+
+    return boto3.session.Session().get_credentials() is not None
 
 
 @contextmanager
@@ -35,9 +42,11 @@ def endpoint(url: str | None = None) -> Iterator[str]:
             url = f"http://{host}:{port}"
             os.environ.update(FAKE_CREDENTIALS)
         else:
-            for name, value in FAKE_CREDENTIALS.items():
-                if name.startswith("AWS_REGION") or name == "AWS_DEFAULT_REGION":
-                    os.environ.setdefault(name, value)
+            os.environ.setdefault("AWS_DEFAULT_REGION", FAKE_CREDENTIALS["AWS_DEFAULT_REGION"])
+            host = urlparse(url).hostname or ""
+            if host in ("127.0.0.1", "localhost", "::1") and not _has_credentials():
+                # A local emulator accepts any credentials; a real endpoint gets the chain's.
+                os.environ.update(FAKE_CREDENTIALS)
         os.environ["AWS_ENDPOINT_URL"] = url
         from tidegate.aws import reset_clients
 
