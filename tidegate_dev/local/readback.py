@@ -65,15 +65,21 @@ def distinct_records(messages: list[str]) -> dict[tuple[str, str], dict[str, Any
 
 
 def aggregated_count(deployment: LocalDeployment) -> int:
-    """Events held in pane state: each aggregated event is counted in exactly one pane."""
+    """Events held in state, each counted once: in its pane, or in its session (open, or
+    closed into a session result item)."""
     pipeline = deployment.pipeline
     prefix = keys.key_pk(pipeline.name, pipeline.state_version, "")
     ddb = client("dynamodb")
     total = 0
     kwargs: dict[str, Any] = {
         "TableName": deployment.table,
-        "FilterExpression": "begins_with(PK, :pk) AND begins_with(SK, :p)",
-        "ExpressionAttributeValues": {":pk": {"S": prefix}, ":p": {"S": "P#"}},
+        "FilterExpression": "begins_with(PK, :pk) AND "
+        "(begins_with(SK, :p) OR SK = :open OR #session = :yes)",
+        "ExpressionAttributeNames": {"#session": "session"},
+        "ExpressionAttributeValues": {
+            ":pk": {"S": prefix}, ":p": {"S": "P#"}, ":open": {"S": "S#open"},
+            ":yes": {"BOOL": True},
+        },
         "ProjectionExpression": "n",
     }
     while True:

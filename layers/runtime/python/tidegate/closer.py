@@ -43,17 +43,19 @@ class CloseOutcome:
 
 
 @dataclass
-class _Claim:
+class Claim:
     pk: str
+    sk: str  # the window's result item
     window_start: int
-    result: WindowResult | None  # None: the window had no events
+    result: WindowResult | None  # None: nothing to publish (empty, or published already)
 
 
 class Closer:
+    """The close loop shared by every window kind: watermark, claims, publish, complete."""
+
     def __init__(
         self,
         pipeline: Pipeline,
-        assigner: PaneAssigner,
         accumulators: AccumulatorSet,
         store: DynamoStore,
         watermarks: WatermarkStore,
@@ -63,7 +65,6 @@ class Closer:
         retention_s: int,
     ) -> None:
         self.pipeline = pipeline
-        self.assigner = assigner
         self.acc = accumulators
         self.store = store
         self.watermarks = watermarks
@@ -92,8 +93,7 @@ class Closer:
         outcome = CloseOutcome()
         watermark = self.current_watermark(flush)
         outcome.watermark = watermark
-        due = sorted(self._due_windows(watermark))
-        claims = [self._claim(pk, ws) for pk, ws in due]
+        claims = self.claims(watermark)
         publishable = [c for c in claims if c.result is not None]
         failed: set[int] = set()
         if publishable:
@@ -104,19 +104,67 @@ class Closer:
             if claim.result is not None and id(claim) not in done:
                 continue  # stays CLOSING; the next run publishes it again
             if claim.result is not None:
-                self.store.update(
-                    claim.pk,
-                    keys.window_sk(claim.window_start),
-                    "SET #st = :emitted",
-                    "#st = :closing",  # a racing closer may have marked it already
-                    names={"#st": "state"},
-                    values={":emitted": EMITTED, ":closing": CLOSING},
-                )
+                self.mark_emitted(claim)
                 outcome.results.append(claim.result)
-            self._finish(claim.pk, claim.window_start)
+            self.complete(claim)
             outcome.windows_closed += 1
         outcome.results_published = len(publishable) - len(failed)
         return outcome
+
+    def claims(self, watermark: int) -> list[Claim]:
+        raise NotImplementedError
+
+    def complete(self, claim: Claim) -> None:
+        """After the result is out (or there was none): release the window's state."""
+
+    def mark_emitted(self, claim: Claim) -> None:
+        self.store.update(
+            claim.pk,
+            claim.sk,
+            "SET #st = :emitted, expire_at = :exp REMOVE open_pk, open_sk",
+            "#st = :closing",  # a racing closer may have marked it already
+            names={"#st": "state"},
+            values={":emitted": EMITTED, ":closing": CLOSING, ":exp": self.expiry()},
+        )
+
+    def result(
+        self, pk: str, start: int, end: int, acc: dict[str, Any], version: int, final: bool
+    ) -> WindowResult:
+        key = keys.key_of_pk(pk)
+        return WindowResult(
+            pipeline=self.pipeline.name,
+            key=key_object(list(self.pipeline.key), key),
+            window_start=start,
+            window_end=end,
+            aggregates=self.acc.results(acc),
+            version=version,
+            final=final,
+            idempotency_key=idempotency_key(
+                self.pipeline.name, self.pipeline.state_version, key, start, end, version
+            ),
+        )
+
+    def expiry(self) -> int:
+        return self.now_ms() // 1000 + self.retention_s
+
+    def index_partitions(self) -> list[str]:
+        return keys.open_index_partitions(
+            self.pipeline.name, self.pipeline.state_version, self.pipeline.index_shards
+        )
+
+
+class PaneCloser(Closer):
+    """Tumbling and sliding windows: a window is the merge of its panes' frozen snapshots."""
+
+    def __init__(self, *args: Any, assigner: PaneAssigner, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.assigner = assigner
+
+    def claims(self, watermark: int) -> list[Claim]:
+        return [self._claim(pk, ws) for pk, ws in sorted(self._due_windows(watermark))]
+
+    def complete(self, claim: Claim) -> None:
+        self._finish(claim.pk, claim.window_start)
 
     # -- discovery -----------------------------------------------------------------------
     def close_at(self, window_start: int) -> int:
@@ -125,10 +173,7 @@ class Closer:
     def _due_windows(self, watermark: int) -> set[tuple[str, int]]:
         a = self.assigner
         due: set[tuple[str, int]] = set()
-        partitions = keys.open_index_partitions(
-            self.pipeline.name, self.pipeline.state_version, self.pipeline.index_shards
-        )
-        for index_pk in partitions:
+        for index_pk in self.index_partitions():
             for pane in self.store.query_open(index_pk, watermark):
                 pane_start = keys.start_of_sk(pane["SK"])
                 ws = int(pane["next_ws"])
@@ -143,12 +188,13 @@ class Closer:
         end = window_start + self.assigner.size_ms
         return self.store.query_range(pk, keys.pane_sk(window_start), keys.pane_sk(end - 1))
 
-    def _claim(self, pk: str, window_start: int) -> _Claim:
-        existing = self.store.get(pk, keys.window_sk(window_start))
+    def _claim(self, pk: str, window_start: int) -> Claim:
+        sk = keys.window_sk(window_start)
+        existing = self.store.get(pk, sk)
         if existing is not None:
             if existing.get("state") == EMITTED:
-                return _Claim(pk, window_start, None)
-            return _Claim(pk, window_start, json.loads(existing["result_json"]))
+                return Claim(pk, sk, window_start, None)
+            return Claim(pk, sk, window_start, json.loads(existing["result_json"]))
 
         acc: dict[str, Any] | None = None
         count = 0
@@ -159,24 +205,24 @@ class Closer:
             acc = self.acc.merge(acc, pane_acc)
             count += int(pane_n)
         if count == 0:
-            return _Claim(pk, window_start, None)
+            return Claim(pk, sk, window_start, None)
 
-        result = self._result(pk, window_start, acc or {}, version=1, final=True)
+        end = window_start + self.assigner.size_ms
+        result = self.result(pk, window_start, end, acc or {}, version=1, final=True)
         winner = self.store.put_new(
             {
                 "PK": pk,
-                "SK": keys.window_sk(window_start),
+                "SK": sk,
                 "state": CLOSING,
                 "result_json": json.dumps(result, separators=(",", ":")),
                 "n": count,
-                "expire_at": self._expiry(),
             }
         )
         if winner is not None:
             if winner.get("state") == EMITTED:
-                return _Claim(pk, window_start, None)
+                return Claim(pk, sk, window_start, None)
             result = json.loads(winner["result_json"])
-        return _Claim(pk, window_start, result)
+        return Claim(pk, sk, window_start, result)
 
     def _freeze(self, pane: dict[str, Any], window_start: int) -> tuple[Any, Any]:
         """The pane's content for this window, frozen on first sight."""
@@ -198,24 +244,6 @@ class Closer:
             raise RuntimeError(f"pane {pane['PK']} {pane['SK']} vanished while closing")
         return item[acc_attr], item[n_attr]
 
-    def _result(
-        self, pk: str, window_start: int, acc: dict[str, Any], version: int, final: bool
-    ) -> WindowResult:
-        key = keys.key_of_pk(pk)
-        end = window_start + self.assigner.size_ms
-        return WindowResult(
-            pipeline=self.pipeline.name,
-            key=key_object(list(self.pipeline.key), key),
-            window_start=window_start,
-            window_end=end,
-            aggregates=self.acc.results(acc),
-            version=version,
-            final=final,
-            idempotency_key=idempotency_key(
-                self.pipeline.name, self.pipeline.state_version, key, window_start, end, version
-            ),
-        )
-
     def _finish(self, pk: str, window_start: int) -> None:
         """Move each pane past this window; a pane with no window left leaves the index."""
         a = self.assigner
@@ -236,7 +264,7 @@ class Closer:
             if following > a.last_window_of_pane(pane_start):
                 removes += ["open_pk", "open_sk"]
                 sets.append("expire_at = :exp")
-                values[":exp"] = self._expiry()
+                values[":exp"] = self.expiry()
             else:
                 sets.append("open_sk = :close")
                 values[":close"] = self.close_at(following)
@@ -245,6 +273,3 @@ class Closer:
             self.store.update(
                 pk, pane["SK"], expression, "next_ws <= :ws", names=names, values=values
             )
-
-    def _expiry(self) -> int:
-        return self.now_ms() // 1000 + self.retention_s

@@ -20,16 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tidegate.aggregates.builtin import AccumulatorSet
 from tidegate.dlq import QueueOutput, dead_letter
 from tidegate.rejections import FUTURE_TIMESTAMP, LATE, Rejected
 from tidegate.schemas.decode import Event, JsonDecoder
 from tidegate.sources.records import SourceRecord
 from tidegate.spec import Pipeline
-from tidegate.state import keys
 from tidegate.state.dynamodb import DynamoStore
+from tidegate.state.protocol import Member, Verdict, WindowState
 from tidegate.watermark import MIN_WATERMARK, WatermarkStore
-from tidegate.windows.base import PaneAssigner, ceil_to
 
 _MAX_CONFLICT_RETRIES = 8
 
@@ -50,22 +48,12 @@ class BatchOutcome:
 class _Group:
     pk: str
     sk: str
-    pane_ms: int
     key: str
-    members: list[tuple[SourceRecord, Event]] = field(default_factory=list)
+    members: list[Member] = field(default_factory=list)
 
     @property
     def first_mark(self) -> str:
         return min(r.mark for r, _ in self.members)
-
-
-@dataclass
-class _Verdict:
-    item: dict[str, Any] | None  # the item to write, None when nothing to write
-    expected_version: int | None
-    applied: list[SourceRecord]
-    late: list[tuple[SourceRecord, Event]]
-    duplicates: int
 
 
 class Ingestor:
@@ -75,8 +63,7 @@ class Ingestor:
         self,
         pipeline: Pipeline,
         decoder: JsonDecoder,
-        assigner: PaneAssigner,
-        accumulators: AccumulatorSet,
+        windows: WindowState,
         store: DynamoStore,
         watermarks: WatermarkStore,
         dead_letters: QueueOutput,
@@ -86,15 +73,13 @@ class Ingestor:
     ) -> None:
         self.pipeline = pipeline
         self.decoder = decoder
-        self.assigner = assigner
-        self.acc = accumulators
+        self.windows = windows
         self.store = store
         self.watermarks = watermarks
         self.dead_letters = dead_letters
         self.late_output = late_output
         self.expected_partitions = expected_partitions
         self.now_ms = now_ms
-        self.lateness = pipeline.allowed_lateness
         self.skew = pipeline.watermark.max_future_skew
 
     # -- the batch ---------------------------------------------------------------------
@@ -114,7 +99,7 @@ class Ingestor:
 
         dead: list[dict[str, Any]] = []
         dead_records: list[SourceRecord] = []
-        groups: dict[tuple[str, int], _Group] = {}
+        groups: dict[tuple[str, str], _Group] = {}
         valid: list[tuple[SourceRecord, Event]] = []
         for record in records:
             try:
@@ -131,16 +116,14 @@ class Ingestor:
                 dead_records.append(record)
                 continue
             valid.append((record, event))
-            pane = self.assigner.pane_of(event.time_ms)
-            group = groups.get((event.key, pane))
+            pk, sk = self.windows.locate(event.key, event.time_ms)
+            group = groups.get((pk, sk))
             if group is None:
-                pk = keys.key_pk(self.pipeline.name, self.pipeline.state_version, event.key)
-                group = _Group(pk, keys.pane_sk(pane), pane, event.key)
-                groups[(event.key, pane)] = group
+                group = groups[(pk, sk)] = _Group(pk, sk, event.key)
             group.members.append((record, event))
 
         failed: list[SourceRecord] = []
-        late: list[tuple[SourceRecord, Event]] = []
+        late: list[Member] = []
         ordered = sorted(groups.values(), key=lambda g: g.first_mark)
         items = self.store.batch_get([(g.pk, g.sk) for g in ordered]) if ordered else {}
         for index, group in enumerate(ordered):
@@ -216,87 +199,13 @@ class Ingestor:
     # -- one group -----------------------------------------------------------------------
     def _write_group(
         self, group: _Group, item: dict[str, Any] | None, watermark: int
-    ) -> _Verdict:
+    ) -> Verdict:
         for _ in range(_MAX_CONFLICT_RETRIES):
-            verdict = self._judge(group, item, watermark)
+            verdict = self.windows.judge(group.key, group.sk, group.members, item, watermark)
             if verdict.item is None:
                 return verdict
             if self.store.put_versioned(verdict.item, verdict.expected_version):
                 return verdict
-            # Someone wrote the pane since we read it (the closer froze a window): re-read.
+            # Someone wrote the item since we read it (the closer froze a window): re-read.
             item = self.store.get(group.pk, group.sk)
-        raise RuntimeError(f"pane {group.pk} {group.sk}: too many write conflicts")
-
-    def _judge(self, group: _Group, item: dict[str, Any] | None, watermark: int) -> _Verdict:
-        marks: dict[str, str] = dict(item.get("hw", {})) if item else {}
-        fresh: list[tuple[SourceRecord, Event]] = []
-        duplicates = 0
-        for record, event in group.members:
-            if record.mark <= marks.get(record.partition, ""):
-                duplicates += 1
-            else:
-                fresh.append((record, event))
-        expected = int(item["ver"]) if item else None
-        if not fresh:
-            return _Verdict(None, expected, [], [], duplicates)
-
-        a = self.assigner
-        pane = group.pane_ms
-        last_ws = a.last_window_of_pane(pane)
-        # Windows starting after this are not final at `watermark` (close = end + lateness).
-        first_unfinal = max(
-            a.first_window_of_pane(pane),
-            ceil_to(watermark - a.size_ms - self.lateness + 1, a.slide_ms),
-        )
-        if item is None:
-            floor_ws = first_unfinal
-        else:
-            floor_ws = max(int(item["first_ws"]), int(item["next_ws"]))
-        open_ws = max(floor_ws, first_unfinal)
-        while item is not None and open_ws <= last_ws and keys.snapshot_attrs(open_ws)[0] in item:
-            open_ws += a.slide_ms  # frozen by the closer: final already
-        if open_ws > last_ws:
-            return _Verdict(None, expected, [], fresh, duplicates)
-
-        batch_acc = self.acc.create()
-        tmin, tmax = fresh[0][1].time_ms, fresh[0][1].time_ms
-        for record, event in fresh:
-            self.acc.add_event(batch_acc, event.values)
-            tmin, tmax = min(tmin, event.time_ms), max(tmax, event.time_ms)
-            if record.mark > marks.get(record.partition, ""):
-                marks[record.partition] = record.mark
-
-        if item is None:
-            new = {
-                "PK": group.pk,
-                "SK": group.sk,
-                "acc": batch_acc,
-                "n": len(fresh),
-                "ver": 1,
-                "first_ws": open_ws,
-                "next_ws": open_ws,
-                "tmin": tmin,
-                "tmax": tmax,
-                "open_pk": keys.open_index_pk(
-                    self.pipeline.name,
-                    self.pipeline.state_version,
-                    group.key,
-                    self.pipeline.index_shards,
-                ),
-                "open_sk": open_ws + a.size_ms + self.lateness,
-            }
-        else:
-            new = dict(item)
-            # Final but not yet closed windows keep the pane as it was before this batch.
-            for ws in range(floor_ws, open_ws, a.slide_ms):
-                acc_attr, n_attr = keys.snapshot_attrs(ws)
-                if acc_attr not in new:
-                    new[acc_attr] = item["acc"]
-                    new[n_attr] = item["n"]
-            new["acc"] = self.acc.merge(item["acc"], batch_acc)
-            new["n"] = int(item["n"]) + len(fresh)
-            new["ver"] = int(item["ver"]) + 1
-            new["tmin"] = min(int(item.get("tmin", tmin)), tmin)
-            new["tmax"] = max(int(item.get("tmax", tmax)), tmax)
-        new["hw"] = marks
-        return _Verdict(new, expected, [r for r, _ in fresh], [], duplicates)
+        raise RuntimeError(f"item {group.pk} {group.sk}: too many write conflicts")

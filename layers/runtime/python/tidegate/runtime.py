@@ -9,15 +9,25 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from tidegate import topology
 from tidegate.aggregates.builtin import AccumulatorSet, build_aggregates
 from tidegate.clock import now_ms
 from tidegate.spec import Pipeline, pipeline_from_json
 from tidegate.state.dynamodb import DynamoStore
+from tidegate.state.panes import PaneState
+from tidegate.state.sessions import SessionState
 from tidegate.watermark import WatermarkStore
 from tidegate.windows import assigner_for
 from tidegate.windows.base import PaneAssigner
+from tidegate.windows.session import SessionAssigner
+
+if TYPE_CHECKING:
+    from tidegate.closer import PaneCloser
+    from tidegate.ingest import Ingestor
+    from tidegate.partitions import KinesisPartitions
+    from tidegate.session_closer import SessionCloser
 
 
 @dataclass
@@ -42,15 +52,21 @@ class Runtime:
         return WatermarkStore(self.store, self.pipeline.name, self.pipeline.state_version)
 
     @cached_property
-    def assigner(self) -> PaneAssigner:
+    def assigner(self) -> PaneAssigner | SessionAssigner:
         return assigner_for(self.pipeline)
+
+    @cached_property
+    def window_state(self) -> PaneState | SessionState:
+        if isinstance(self.assigner, SessionAssigner):
+            return SessionState(self.pipeline, self.assigner, self.accumulators)
+        return PaneState(self.pipeline, self.assigner, self.accumulators)
 
     @cached_property
     def accumulators(self) -> AccumulatorSet:
         return AccumulatorSet(build_aggregates(self.pipeline))
 
     @cached_property
-    def partitions(self):
+    def partitions(self) -> KinesisPartitions:
         from tidegate.partitions import KinesisPartitions
 
         return KinesisPartitions(self.env.get(topology.ENV_SOURCE_STREAM) or None)
@@ -59,7 +75,7 @@ class Runtime:
     def retention_s(self) -> int:
         return int(self.env.get(topology.ENV_RETENTION, topology.DEFAULT_RETENTION_S))
 
-    def ingestor(self):
+    def ingestor(self) -> Ingestor:
         from tidegate.dlq import QueueOutput
         from tidegate.ingest import Ingestor
         from tidegate.schemas.compile import compile_schema
@@ -69,8 +85,7 @@ class Runtime:
         return Ingestor(
             pipeline=self.pipeline,
             decoder=decoder,
-            assigner=self.assigner,
-            accumulators=self.accumulators,
+            windows=self.window_state,
             store=self.store,
             watermarks=self.watermarks,
             dead_letters=QueueOutput(self.env[topology.ENV_DLQ_URL]),
@@ -79,13 +94,13 @@ class Runtime:
             now_ms=now_ms,
         )
 
-    def closer(self):
-        from tidegate.closer import Closer
+    def closer(self) -> PaneCloser | SessionCloser:
+        from tidegate.closer import PaneCloser
+        from tidegate.session_closer import SessionCloser
         from tidegate.sinks import sink_for
 
-        return Closer(
+        common: dict[str, Any] = dict(
             pipeline=self.pipeline,
-            assigner=self.assigner,
             accumulators=self.accumulators,
             store=self.store,
             watermarks=self.watermarks,
@@ -94,3 +109,7 @@ class Runtime:
             now_ms=now_ms,
             retention_s=self.retention_s,
         )
+        state = self.window_state
+        if isinstance(state, SessionState):
+            return SessionCloser(sessions=state, **common)
+        return PaneCloser(assigner=state.assigner, **common)

@@ -199,6 +199,38 @@ class DynamoStore:
         attrs = out.get("Attributes")
         return True, self._from_item(attrs) if attrs else None
 
+    # -- transactions ----------------------------------------------------------------------
+    def put_op(self, item: dict[str, Any], condition: str, names: dict[str, str]) -> dict:
+        return {"Put": {"TableName": self.table, "Item": self._to_item(item),
+                        "ConditionExpression": condition, "ExpressionAttributeNames": names}}
+
+    def update_op(
+        self, pk: str, sk: str, expression: str, condition: str | None,
+        names: dict[str, str] | None = None, values: dict[str, Any] | None = None,
+    ) -> dict:
+        update: dict[str, Any] = {"TableName": self.table, "Key": self._key(pk, sk),
+                                  "UpdateExpression": expression}
+        if condition:
+            update["ConditionExpression"] = condition
+        if names:
+            update["ExpressionAttributeNames"] = names
+        if values:
+            update["ExpressionAttributeValues"] = self._values(values)
+        return {"Update": update}
+
+    def transact(self, operations: list[dict]) -> bool:
+        """All or nothing; False when a condition failed (the caller re-reads and retries)."""
+        try:
+            self.db.transact_write_items(TransactItems=operations)
+            return True
+        except Exception as exc:
+            if error_code(exc) != "TransactionCanceledException":
+                raise
+            reasons = getattr(exc, "response", {}).get("CancellationReasons") or []
+            if any(r.get("Code") == "ConditionalCheckFailed" for r in reasons):
+                return False
+            raise
+
     def _conditional(self, call: Any, **kwargs: Any) -> bool:
         try:
             call(**kwargs)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from tidegate.spec import Pipeline, SessionWindow, SlidingWindow, TumblingWindow
 from tidegate.windows.base import PaneAssigner
+from tidegate.windows.session import SessionAssigner
 from tidegate.windows.sliding import SlidingAssigner
 from tidegate.windows.tumbling import TumblingAssigner
 
 
-def assigner_for(pipeline: Pipeline) -> PaneAssigner:
+def assigner_for(pipeline: Pipeline) -> PaneAssigner | SessionAssigner:
     window = pipeline.window
     if isinstance(window, TumblingWindow):
         return TumblingAssigner(window.size)
     if isinstance(window, SlidingWindow):
         return SlidingAssigner(window.size, window.slide)
     if isinstance(window, SessionWindow):
-        raise NotImplementedError("session windows are handled by the session assigner")
+        return SessionAssigner(window.gap, window.max_length)
     raise TypeError(f"unknown window {window!r}")

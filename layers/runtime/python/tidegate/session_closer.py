@@ -1,0 +1,107 @@
+"""Closing session windows.
+
+A final session leaves its key's open-sessions item and becomes its own result item in ONE
+transaction (the open item's version is the condition), as CLOSING with its result and in
+the open-window index. Publishing and marking EMITTED follow; a crash in between leaves the
+CLOSING item in the index, and the next run re-publishes it with the same idempotency key.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tidegate.closer import CLOSING, EMITTED, Claim, Closer
+from tidegate.state import keys
+from tidegate.state.sessions import (
+    OPEN_SESSIONS_SK,
+    SessionState,
+    session_record,
+    stored_sessions,
+)
+
+_MAX_CONFLICT_RETRIES = 8
+
+
+def session_sk(start_ms: int, end_ms: int) -> str:
+    # Start alone is not unique: a new session may start where a final one did.
+    return f"W#{keys.encode_time(start_ms)}#{keys.encode_time(end_ms)}"
+
+
+class SessionCloser(Closer):
+    def __init__(self, *args: Any, sessions: SessionState, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.sessions = sessions
+
+    def claims(self, watermark: int) -> list[Claim]:
+        claims: list[Claim] = []
+        for index_pk in self.index_partitions():
+            for entry in list(self.store.query_open(index_pk, watermark)):
+                if entry["SK"] == OPEN_SESSIONS_SK:
+                    claims += self._close_due(entry["PK"], watermark)
+                elif entry["SK"].startswith("W#"):
+                    claims += self._reclaim(entry["PK"], entry["SK"])
+        return sorted(claims, key=lambda c: (c.pk, c.window_start))
+
+    def _reclaim(self, pk: str, sk: str) -> list[Claim]:
+        """A session claimed by an earlier run that did not finish publishing it."""
+        item = self.store.get(pk, sk)
+        if item is None or item.get("state") == EMITTED:
+            return []
+        result = json.loads(item["result_json"])
+        return [Claim(pk, sk, int(result["window_start"]), result)]
+
+    def _close_due(self, pk: str, watermark: int) -> list[Claim]:
+        gap = self.sessions.assigner.gap_ms
+        for _ in range(_MAX_CONFLICT_RETRIES):
+            item = self.store.get(pk, OPEN_SESSIONS_SK)
+            if item is None:
+                return []
+            sessions = stored_sessions(item)
+            due = [s for s in sessions if self.sessions.close_at(s) <= watermark]
+            if not due:
+                return []
+            remaining = [s for s in sessions if self.sessions.close_at(s) > watermark]
+            claims: list[Claim] = []
+            operations = []
+            for session in due:
+                end = session.end_ms(gap)
+                result = self.result(pk, session.start_ms, end, session.acc, 1, True)
+                sk = session_sk(session.start_ms, end)
+                claims.append(Claim(pk, sk, session.start_ms, result))
+                operations.append(self.store.put_op(
+                    {
+                        "PK": pk,
+                        "SK": sk,
+                        "state": CLOSING,
+                        "session": True,
+                        "result_json": json.dumps(result, separators=(",", ":")),
+                        "n": session.n,
+                        "open_pk": item["open_pk"],
+                        "open_sk": self.sessions.close_at(session),
+                    },
+                    # A result item is written once; its bytes are what every run publishes.
+                    "attribute_not_exists(#pk)",
+                    {"#pk": "PK"},
+                ))
+            values: dict[str, Any] = {
+                ":rest": [session_record(s) for s in remaining],
+                ":n": sum(s.n for s in remaining),
+                ":v": int(item["ver"]),
+                ":one": 1,
+            }
+            if remaining:
+                expression = "SET sessions = :rest, n = :n, ver = ver + :one, open_sk = :next"
+                values[":next"] = min(self.sessions.close_at(s) for s in remaining)
+            else:
+                expression = (
+                    "SET sessions = :rest, n = :n, ver = ver + :one REMOVE open_pk, open_sk"
+                )
+            # The version condition: an ingest that merged new events since our read wins,
+            # and we decide again on what it wrote.
+            operations.append(self.store.update_op(
+                pk, OPEN_SESSIONS_SK, expression, "ver = :v", values=values
+            ))
+            if self.store.transact(operations):
+                return claims
+        raise RuntimeError(f"{pk}: too many conflicts while closing sessions")

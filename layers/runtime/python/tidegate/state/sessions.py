@@ -1,0 +1,100 @@
+"""Session state: all open sessions of a key live in ONE item (`S#open`).
+
+Keeping a key's open sessions together means a batch touches one item per key, written with
+one conditional put: merging sessions never needs a multi-item transaction on the ingest
+path, and redelivery is detected by the item's per-partition high-water marks, which
+survive every merge. The closer moves a final session out of this item into its own
+result item in one transaction (see session_closer.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tidegate.aggregates.builtin import AccumulatorSet
+from tidegate.spec import Pipeline
+from tidegate.state import keys
+from tidegate.state.protocol import Member, Verdict, split_duplicates
+from tidegate.windows.session import Session, SessionAssigner
+
+OPEN_SESSIONS_SK = "S#open"
+
+
+def stored_sessions(item: dict[str, Any] | None) -> list[Session]:
+    if not item:
+        return []
+    return [
+        Session(int(s["start"]), int(s["last"]), s["acc"], int(s["n"]), stored=True)
+        for s in item.get("sessions", [])
+    ]
+
+
+def session_record(session: Session) -> dict[str, Any]:
+    return {"start": session.start_ms, "last": session.last_ms, "acc": session.acc,
+            "n": session.n}
+
+
+class SessionState:
+    def __init__(
+        self, pipeline: Pipeline, assigner: SessionAssigner, accumulators: AccumulatorSet
+    ) -> None:
+        self.pipeline = pipeline
+        self.assigner = assigner
+        self.acc = accumulators
+        self.lateness = pipeline.allowed_lateness
+
+    def close_at(self, session: Session) -> int:
+        return session.end_ms(self.assigner.gap_ms) + self.lateness
+
+    def locate(self, key: str, time_ms: int) -> tuple[str, str]:
+        return keys.key_pk(self.pipeline.name, self.pipeline.state_version, key), OPEN_SESSIONS_SK
+
+    def judge(
+        self, key: str, sk: str, members: list[Member], item: dict[str, Any] | None,
+        watermark: int,
+    ) -> Verdict:
+        fresh, duplicates, marks = split_duplicates(members, item)
+        expected = int(item["ver"]) if item else None
+        if not fresh:
+            return Verdict(None, expected, [], [], duplicates)
+
+        stored = stored_sessions(item)
+        # Final sessions are frozen (the closer will publish them as they are).
+        final = [s for s in stored if self.close_at(s) <= watermark]
+        live = [s for s in stored if self.close_at(s) > watermark]
+        singles = []
+        for member in fresh:
+            event = member[1]
+            acc = self.acc.create()
+            self.acc.add_event(acc, event.values)
+            singles.append(Session(event.time_ms, event.time_ms, acc, 1, members=[member]))
+        merged = self.assigner.merge(live + singles, self.acc.merge)
+
+        late: list[Member] = []
+        kept: list[Session] = []
+        for session in merged:
+            if not session.stored and self.close_at(session) <= watermark:
+                late += session.members  # only this batch's events, all final already
+            else:
+                kept.append(session)
+        applied = [m for s in kept for m in s.members]
+        if not applied:
+            return Verdict(None, expected, [], late, duplicates)
+
+        sessions = sorted(final + kept, key=lambda s: s.start_ms)
+        new: dict[str, Any] = dict(item) if item else {
+            "PK": keys.key_pk(self.pipeline.name, self.pipeline.state_version, key),
+            "SK": OPEN_SESSIONS_SK,
+            "ver": 0,
+        }
+        new["sessions"] = [session_record(s) for s in sessions]
+        new["n"] = sum(s.n for s in sessions)
+        new["ver"] = int(new["ver"]) + 1
+        new["hw"] = marks
+        new["open_pk"] = keys.open_index_pk(
+            self.pipeline.name, self.pipeline.state_version, key, self.pipeline.index_shards
+        )
+        new["open_sk"] = min(self.close_at(s) for s in sessions)
+        # `hw` must outlive the sessions it covers; the item stays after they close.
+        new.pop("expire_at", None)
+        return Verdict(new, expected, [r for r, _ in applied], late, duplicates)
