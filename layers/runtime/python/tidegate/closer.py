@@ -31,6 +31,9 @@ from tidegate.windows.base import PaneAssigner
 
 CLOSING = "CLOSING"
 EMITTED = "EMITTED"
+# `emit: updates`: an early version is PENDING until published, then PUBLISHED.
+PENDING = "PENDING"
+PUBLISHED = "PUBLISHED"
 
 
 @dataclass
@@ -48,6 +51,7 @@ class Claim:
     sk: str  # the window's result item
     window_start: int
     result: WindowResult | None  # None: nothing to publish (empty, or published already)
+    final: bool = True  # False: an early version (`emit: updates`); the window stays open
 
 
 class Closer:
@@ -106,8 +110,9 @@ class Closer:
             if claim.result is not None:
                 self.mark_emitted(claim)
                 outcome.results.append(claim.result)
-            self.complete(claim)
-            outcome.windows_closed += 1
+            if claim.final:
+                self.complete(claim)
+                outcome.windows_closed += 1
         outcome.results_published = len(publishable) - len(failed)
         return outcome
 
@@ -118,6 +123,17 @@ class Closer:
         """After the result is out (or there was none): release the window's state."""
 
     def mark_emitted(self, claim: Claim) -> None:
+        if not claim.final:
+            self.store.update(
+                claim.pk,
+                claim.sk,
+                "SET #st = :published REMOVE open_pk, open_sk",
+                "#st = :pending AND version = :v",  # a newer version may be on its way
+                names={"#st": "state"},
+                values={":published": PUBLISHED, ":pending": PENDING,
+                        ":v": claim.result["version"] if claim.result else 0},
+            )
+            return
         self.store.update(
             claim.pk,
             claim.sk,
@@ -161,7 +177,9 @@ class PaneCloser(Closer):
         self.assigner = assigner
 
     def claims(self, watermark: int) -> list[Claim]:
-        return [self._claim(pk, ws) for pk, ws in sorted(self._due_windows(watermark))]
+        return [
+            self._claim(pk, ws, watermark) for pk, ws in sorted(self._due_windows(watermark))
+        ]
 
     def complete(self, claim: Claim) -> None:
         self._finish(claim.pk, claim.window_start)
@@ -169,6 +187,12 @@ class PaneCloser(Closer):
     # -- discovery -----------------------------------------------------------------------
     def close_at(self, window_start: int) -> int:
         return window_start + self.assigner.size_ms + self.lateness
+
+    def trigger_at(self, window_start: int) -> int:
+        """When a window is first published: at its end with `emit: updates`."""
+        if self.pipeline.emit == "updates":
+            return window_start + self.assigner.size_ms
+        return self.close_at(window_start)
 
     def _due_windows(self, watermark: int) -> set[tuple[str, int]]:
         a = self.assigner
@@ -178,7 +202,7 @@ class PaneCloser(Closer):
                 pane_start = keys.start_of_sk(pane["SK"])
                 ws = int(pane["next_ws"])
                 last = a.last_window_of_pane(pane_start)
-                while ws <= last and self.close_at(ws) <= watermark:
+                while ws <= last and self.trigger_at(ws) <= watermark:
                     due.add((pane["PK"], ws))
                     ws += a.slide_ms
         return due
@@ -188,41 +212,64 @@ class PaneCloser(Closer):
         end = window_start + self.assigner.size_ms
         return self.store.query_range(pk, keys.pane_sk(window_start), keys.pane_sk(end - 1))
 
-    def _claim(self, pk: str, window_start: int) -> Claim:
+    def _claim(self, pk: str, window_start: int, watermark: int) -> Claim:
         sk = keys.window_sk(window_start)
+        final = self.close_at(window_start) <= watermark
         existing = self.store.get(pk, sk)
-        if existing is not None:
-            if existing.get("state") == EMITTED:
-                return Claim(pk, sk, window_start, None)
-            return Claim(pk, sk, window_start, json.loads(existing["result_json"]))
+        state = existing.get("state") if existing else None
+        if state == EMITTED:
+            return Claim(pk, sk, window_start, None)
+        if state in (CLOSING, PENDING):
+            # Claimed by an earlier run that did not finish: publish the same bytes again.
+            return Claim(pk, sk, window_start, json.loads(existing["result_json"]),
+                         final=state == CLOSING)
 
         acc: dict[str, Any] | None = None
         count = 0
         for pane in self._panes(pk, window_start):
             if window_start < int(pane["first_ws"]) or window_start < int(pane["next_ws"]):
                 continue  # the pane began after this window was final, or is past it
-            pane_acc, pane_n = self._freeze(pane, window_start)
+            if final:
+                pane_acc, pane_n = self._freeze(pane, window_start)
+            else:
+                pane_acc, pane_n = pane["acc"], pane["n"]  # may still grow: not frozen
             acc = self.acc.merge(acc, pane_acc)
             count += int(pane_n)
         if count == 0:
-            return Claim(pk, sk, window_start, None)
+            return Claim(pk, sk, window_start, None, final=final)
+        if not final and existing is not None and int(existing["n"]) == count:
+            return Claim(pk, sk, window_start, None, final=False)  # nothing new since
 
+        version = int(existing["version"]) + 1 if existing else 1
         end = window_start + self.assigner.size_ms
-        result = self.result(pk, window_start, end, acc or {}, version=1, final=True)
-        winner = self.store.put_new(
-            {
-                "PK": pk,
-                "SK": sk,
-                "state": CLOSING,
-                "result_json": json.dumps(result, separators=(",", ":")),
-                "n": count,
-            }
-        )
+        result = self.result(pk, window_start, end, acc or {}, version=version, final=final)
+        fields = {
+            "state": CLOSING if final else PENDING,
+            "result_json": json.dumps(result, separators=(",", ":")),
+            "n": count,
+            "version": version,
+        }
+        if existing is None:
+            winner = self.store.put_new({"PK": pk, "SK": sk, **fields})
+        else:
+            # Only the closer that read version N may write version N + 1.
+            applied, winner = self.store.update(
+                pk, sk,
+                "SET #st = :st, result_json = :rj, n = :n, version = :v",
+                "#st = :published AND version = :prev",
+                names={"#st": "state"},
+                values={":st": fields["state"], ":rj": fields["result_json"],
+                        ":n": count, ":v": version, ":published": PUBLISHED,
+                        ":prev": version - 1},
+            )
+            if applied:
+                winner = None
         if winner is not None:
-            if winner.get("state") == EMITTED:
-                return Claim(pk, sk, window_start, None)
-            result = json.loads(winner["result_json"])
-        return Claim(pk, sk, window_start, result)
+            if winner.get("state") in (EMITTED, PUBLISHED):
+                return Claim(pk, sk, window_start, None, final=final)
+            return Claim(pk, sk, window_start, json.loads(winner["result_json"]),
+                         final=winner.get("state") == CLOSING)
+        return Claim(pk, sk, window_start, result, final=final)
 
     def _freeze(self, pane: dict[str, Any], window_start: int) -> tuple[Any, Any]:
         """The pane's content for this window, frozen on first sight."""
@@ -267,7 +314,7 @@ class PaneCloser(Closer):
                 values[":exp"] = self.expiry()
             else:
                 sets.append("open_sk = :close")
-                values[":close"] = self.close_at(following)
+                values[":close"] = self.trigger_at(following)
             expression = "SET " + ", ".join(sets) + " REMOVE " + ", ".join(removes)
             # Never moves a pane backwards: a racing closer may have finished it already.
             self.store.update(

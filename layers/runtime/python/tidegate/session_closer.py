@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tidegate.closer import CLOSING, EMITTED, Claim, Closer
+from tidegate.closer import CLOSING, EMITTED, PENDING, PUBLISHED, Claim, Closer
 from tidegate.state import keys
 from tidegate.state.sessions import (
     OPEN_SESSIONS_SK,
@@ -46,39 +46,49 @@ class SessionCloser(Closer):
     def _reclaim(self, pk: str, sk: str) -> list[Claim]:
         """A session claimed by an earlier run that did not finish publishing it."""
         item = self.store.get(pk, sk)
-        if item is None or item.get("state") == EMITTED:
+        if item is None or item.get("state") in (EMITTED, PUBLISHED):
             return []
         result = json.loads(item["result_json"])
-        return [Claim(pk, sk, int(result["window_start"]), result)]
+        final = item.get("state") == CLOSING
+        return [Claim(pk, sk, int(result["window_start"]), result, final=final)]
 
     def _close_due(self, pk: str, watermark: int) -> list[Claim]:
-        gap = self.sessions.assigner.gap_ms
+        """Final sessions move out to result items; with `emit: updates`, sessions that
+        ended and hold unpublished events get an early version. One transaction."""
+        state = self.sessions
+        gap = state.assigner.gap_ms
         for _ in range(_MAX_CONFLICT_RETRIES):
             item = self.store.get(pk, OPEN_SESSIONS_SK)
             if item is None:
                 return []
             sessions = stored_sessions(item)
-            due = [s for s in sessions if self.sessions.close_at(s) <= watermark]
-            if not due:
+            due = [s for s in sessions if state.close_at(s) <= watermark]
+            remaining = [s for s in sessions if state.close_at(s) > watermark]
+            early = [s for s in remaining if state.check_at(s) <= watermark]
+            if not due and not early:
                 return []
-            remaining = [s for s in sessions if self.sessions.close_at(s) > watermark]
             claims: list[Claim] = []
             operations = []
-            for session in due:
+            for session, final in [(s, True) for s in due] + [(s, False) for s in early]:
                 end = session.end_ms(gap)
-                result = self.result(pk, session.start_ms, end, session.acc, 1, True)
+                version = session.version + 1
+                result = self.result(pk, session.start_ms, end, session.acc, version, final)
                 sk = session_sk(session.start_ms, end)
-                claims.append(Claim(pk, sk, session.start_ms, result))
+                if not final:
+                    sk += f"#v{version}"
+                    session.version, session.published_n = version, session.n
+                claims.append(Claim(pk, sk, session.start_ms, result, final=final))
                 operations.append(self.store.put_op(
                     {
                         "PK": pk,
                         "SK": sk,
-                        "state": CLOSING,
-                        "session": True,
+                        "state": CLOSING if final else PENDING,
+                        "session": final,  # the events now live here (summary counts)
                         "result_json": json.dumps(result, separators=(",", ":")),
                         "n": session.n,
+                        "version": version,
                         "open_pk": item["open_pk"],
-                        "open_sk": self.sessions.close_at(session),
+                        "open_sk": watermark,
                     },
                     # A result item is written once; its bytes are what every run publishes.
                     "attribute_not_exists(#pk)",
@@ -92,7 +102,7 @@ class SessionCloser(Closer):
             }
             if remaining:
                 expression = "SET sessions = :rest, n = :n, ver = ver + :one, open_sk = :next"
-                values[":next"] = min(self.sessions.close_at(s) for s in remaining)
+                values[":next"] = min(state.check_at(s) for s in remaining)
             else:
                 expression = (
                     "SET sessions = :rest, n = :n, ver = ver + :one REMOVE open_pk, open_sk"

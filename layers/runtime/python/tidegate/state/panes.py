@@ -78,7 +78,9 @@ class PaneState:
                     self.pipeline.name, self.pipeline.state_version, key,
                     self.pipeline.index_shards,
                 ),
-                "open_sk": open_ws + a.size_ms + self.lateness,
+                # When the closer first looks at the pane's next window.
+                "open_sk": open_ws + a.size_ms
+                + (0 if self.pipeline.emit == "updates" else self.lateness),
             }
         else:
             new = dict(item)

@@ -24,14 +24,19 @@ def stored_sessions(item: dict[str, Any] | None) -> list[Session]:
     if not item:
         return []
     return [
-        Session(int(s["start"]), int(s["last"]), s["acc"], int(s["n"]), stored=True)
+        Session(int(s["start"]), int(s["last"]), s["acc"], int(s["n"]), stored=True,
+                version=int(s.get("version", 0)), published_n=int(s.get("published_n", 0)))
         for s in item.get("sessions", [])
     ]
 
 
 def session_record(session: Session) -> dict[str, Any]:
-    return {"start": session.start_ms, "last": session.last_ms, "acc": session.acc,
-            "n": session.n}
+    record: dict[str, Any] = {"start": session.start_ms, "last": session.last_ms,
+                              "acc": session.acc, "n": session.n}
+    if session.version:
+        record["version"] = session.version
+        record["published_n"] = session.published_n
+    return record
 
 
 class SessionState:
@@ -45,6 +50,13 @@ class SessionState:
 
     def close_at(self, session: Session) -> int:
         return session.end_ms(self.assigner.gap_ms) + self.lateness
+
+    def check_at(self, session: Session) -> int:
+        """When the closer next has something to do for this session: publish an early
+        version at its end (`emit: updates`, when it holds unpublished events), or close it."""
+        if self.pipeline.emit == "updates" and session.published_n != session.n:
+            return session.end_ms(self.assigner.gap_ms)
+        return self.close_at(session)
 
     def locate(self, key: str, time_ms: int) -> tuple[str, str]:
         return keys.key_pk(self.pipeline.name, self.pipeline.state_version, key), OPEN_SESSIONS_SK
@@ -94,7 +106,7 @@ class SessionState:
         new["open_pk"] = keys.open_index_pk(
             self.pipeline.name, self.pipeline.state_version, key, self.pipeline.index_shards
         )
-        new["open_sk"] = min(self.close_at(s) for s in sessions)
+        new["open_sk"] = min(self.check_at(s) for s in sessions)
         # `hw` must outlive the sessions it covers; the item stays after they close.
         new.pop("expire_at", None)
         return Verdict(new, expected, [r for r, _ in applied], late, duplicates)

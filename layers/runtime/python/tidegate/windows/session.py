@@ -21,6 +21,8 @@ class Session:
     n: int
     stored: bool = False  # holds state written by an earlier batch
     members: list[Any] = field(default_factory=list)  # this batch's events in the session
+    version: int = 0  # last version published early (`emit: updates`)
+    published_n: int = 0  # events in that version
 
     def end_ms(self, gap_ms: int) -> int:
         return self.last_ms + gap_ms
@@ -56,10 +58,14 @@ class SessionAssigner:
                     n=current.n + session.n,
                     stored=current.stored or session.stored,
                     members=current.members + session.members,
+                    # Versions keep counting across a merge; the merged content is new.
+                    version=max(current.version, session.version),
+                    published_n=-1,
                 )
             else:
                 merged.append(
                     Session(session.start_ms, session.last_ms, session.acc, session.n,
-                            session.stored, list(session.members))
+                            session.stored, list(session.members), session.version,
+                            session.published_n)
                 )
         return merged
