@@ -17,11 +17,13 @@ _state: dict[str, Any] = {}
 def _closer() -> Any:
     if "closer" not in _state:
         _state["closer"] = Runtime.from_env().closer()
+        metrics.set_default_dimensions(pipeline=_state["closer"].pipeline.name)
     return _state["closer"]
 
 
 def reset() -> None:
     _state.clear()
+    metrics.clear_default_dimensions()
 
 
 @metrics.log_metrics
@@ -40,7 +42,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             "publish_failures": outcome.publish_failures,
         },
     )
-    metrics.add_dimension(name="pipeline", value=closer.pipeline.name)
     metrics.add_metric(name="WindowsClosed", unit=MetricUnit.Count, value=outcome.windows_closed)
     metrics.add_metric(
         name="ResultsPublished", unit=MetricUnit.Count, value=outcome.results_published

@@ -23,12 +23,14 @@ _state: dict[str, Any] = {}
 def _ingestor() -> Any:
     if "ingestor" not in _state:
         _state["ingestor"] = Runtime.from_env().ingestor()
+        metrics.set_default_dimensions(pipeline=_state["ingestor"].pipeline.name)
     return _state["ingestor"]
 
 
 def reset() -> None:
     """Forget the cold-start state (the local runner reuses the process between runs)."""
     _state.clear()
+    metrics.clear_default_dimensions()
 
 
 @metrics.log_metrics
@@ -57,7 +59,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 "watermark": outcome.watermark,
             },
         )
-    metrics.add_dimension(name="pipeline", value=ingestor.pipeline.name)
     metrics.add_metric(name="Processed", unit=MetricUnit.Count, value=outcome.records)
     metrics.add_metric(name="Aggregated", unit=MetricUnit.Count, value=outcome.aggregated)
     metrics.add_metric(name="Late", unit=MetricUnit.Count, value=outcome.late)

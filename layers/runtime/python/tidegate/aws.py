@@ -14,8 +14,12 @@ from typing import Any
 RETRY_ATTEMPTS = 6
 
 
-@cache
 def client(service: str) -> Any:
+    return _cached_client(service)
+
+
+@cache
+def _cached_client(service: str) -> Any:
     import boto3
     from botocore.config import Config
 
@@ -30,7 +34,7 @@ def client(service: str) -> Any:
 
 def reset_clients() -> None:
     """Forget cached clients (tests and the local runner switch endpoints)."""
-    client.cache_clear()
+    _cached_client.cache_clear()
 
 
 def error_code(exc: BaseException) -> str | None:
