@@ -24,6 +24,7 @@ def _closer() -> Any:
 def reset() -> None:
     _state.clear()
     metrics.clear_default_dimensions()
+    metrics.clear_metrics()
 
 
 @metrics.log_metrics

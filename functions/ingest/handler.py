@@ -31,6 +31,7 @@ def reset() -> None:
     """Forget the cold-start state (the local runner reuses the process between runs)."""
     _state.clear()
     metrics.clear_default_dimensions()
+    metrics.clear_metrics()
 
 
 @metrics.log_metrics
