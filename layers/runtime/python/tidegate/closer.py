@@ -1,6 +1,6 @@
-"""Close what the watermark has passed and publish it.
+"""Close what the watermark has passed and publish it (the shared loop, and pane windows).
 
-A window moves OPEN -> CLOSING -> EMITTED:
+A pane window (tumbling, sliding) moves OPEN -> CLOSING -> EMITTED:
 
 1. freeze: each pane of the window gets a snapshot for it (conditional: the first snapshot
    wins, so the window's content is fixed once and for all, even with closers racing);
@@ -11,6 +11,10 @@ A window moves OPEN -> CLOSING -> EMITTED:
 
 A crash between any two steps is repaired by the next run: it finds the pane still in the
 open index, the window CLOSING, and re-publishes the same bytes with the same idempotency key.
+
+With `emit: updates` a window is first published at its end, unfrozen, as PENDING ->
+PUBLISHED versions (a new one whenever accepted late events changed it), and closed as
+above at `end + allowed_lateness`, the last version marked final. Sessions: session_closer.py.
 """
 
 from __future__ import annotations

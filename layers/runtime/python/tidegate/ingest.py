@@ -1,15 +1,16 @@
-"""One batch of source records -> pane state, dead letters and late records.
+"""One batch of source records -> window state, dead letters and late records.
 
 Exactly-once effect on the aggregates, with at-least-once delivery:
 
-* The batch is grouped by (key, pane) and merged in memory; each group is written with one
-  conditional put that also raises that item's high-water mark (`hw`) per source partition.
+* The batch is grouped by state item — (key, pane) for tumbling and sliding windows, (key)
+  for sessions — and merged in memory; each group is written with one conditional put that
+  also raises that item's high-water mark (`hw`) per source partition.
 * A redelivered record at or below its item's mark was applied before and is skipped.
   Marks are per item, not per partition: Lambda resumes from the LOWEST reported failure
   and redelivers records that succeeded after it, and only per-item marks tell which.
-* Records are judged late against the pipeline watermark as it stood when the batch began.
-  A pane whose window was final but not yet closed gets that window's snapshot frozen from
-  its state before this batch, so a final window never changes.
+* Records are judged late against the pipeline watermark as it stood when the batch began;
+  the window kind decides what that means (state/panes.py, state/sessions.py). A final
+  window never changes, even before the closer has published it.
 * The partition watermark is raised only by records before the first failure, so a retried
   record is judged against the same watermark it would have been the first time.
 """
