@@ -1,4 +1,4 @@
-"""Ingest function: Kinesis batch -> tidegate.ingest -> ReportBatchItemFailures response.
+"""Ingest function: a Kinesis or Kafka batch -> tidegate.ingest -> partial-failure response.
 
 Wiring only. Powertools' BatchProcessor hands records to a callback one at a time; the
 ingest needs the whole batch at once (it groups by key and pane and writes each group once),
@@ -12,8 +12,8 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from tidegate import sources
 from tidegate.runtime import Runtime
-from tidegate.sources import kinesis
 
 logger = Logger(service="tidegate-ingest")
 metrics = Metrics(namespace="tidegate", service="tidegate-ingest")
@@ -36,7 +36,7 @@ def reset() -> None:
 
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    records = kinesis.records_of(event)
+    records = sources.records_of(event)
     ingestor = _ingestor()
     time_left = getattr(context, "get_remaining_time_in_millis", None)
     outcome = ingestor.process(records, time_left_ms=time_left)
@@ -67,4 +67,4 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     metrics.add_metric(
         name="DuplicatesSkipped", unit=MetricUnit.Count, value=outcome.duplicates_skipped
     )
-    return kinesis.failure_response(outcome.failed)
+    return sources.failure_response(event, outcome.failed)

@@ -11,7 +11,7 @@ import pytest
 
 import tidegate.aws
 from tidegate.spec import parse_pipeline
-from tidegate_dev.local import runner
+from tidegate_dev.local import esm, runner
 
 WRITE_OPERATIONS = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
 
@@ -65,7 +65,7 @@ def ingest_writes(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
         if hasattr(mod, "client"):
             monkeypatch.setattr(mod, "client", counting_client)
 
-    original_esm = runner.KinesisEventSourceMapping
+    original_esm = esm.KinesisEventSourceMapping
 
     class CountingMapping(original_esm):  # type: ignore[misc, valid-type]
         def __init__(self, stream: str, handler: Any, **kwargs: Any) -> None:
@@ -78,7 +78,7 @@ def ingest_writes(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
 
             super().__init__(stream, counted, **kwargs)
 
-    monkeypatch.setattr(runner, "KinesisEventSourceMapping", CountingMapping)
+    monkeypatch.setattr(esm, "KinesisEventSourceMapping", CountingMapping)
     return counts
 
 

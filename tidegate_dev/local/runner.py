@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,15 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tidegate.aws import client
 from tidegate.spec import Pipeline
 from tidegate_dev.local import readback
 from tidegate_dev.local.context import LambdaContext
-from tidegate_dev.local.esm import KinesisEventSourceMapping
+from tidegate_dev.local.feeds import open_feed
+from tidegate_dev.local.producer import partition_key, put_events  # noqa: F401 - public here
 from tidegate_dev.local.resources import LocalDeployment, deploy
 from tidegate_dev.local.server import endpoint
-
-_PUT_BATCH = 500
 
 Progress = Callable[[int, int], None]  # (records checkpointed, events in)
 
@@ -38,35 +34,6 @@ def read_event_lines(path: str | Path) -> list[bytes]:
     """Each non-blank line, as bytes: an invalid line is still sent (and dead-lettered)."""
     lines = Path(path).read_bytes().split(b"\n")
     return [line.rstrip(b"\r") for line in lines if line.strip()]
-
-
-def partition_key(pipeline: Pipeline, line: bytes) -> str:
-    """The aggregation key, as the producer would set it; a hash for unparseable lines."""
-    try:
-        obj = json.loads(line)
-        if isinstance(obj, dict) and all(k in obj for k in pipeline.key):
-            text = json.dumps([obj[k] for k in pipeline.key], separators=(",", ":"))
-            if len(text) <= 256:
-                return text
-            return hashlib.sha256(text.encode()).hexdigest()
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        pass
-    return hashlib.sha256(line).hexdigest()
-
-
-def put_events(stream: str, pipeline: Pipeline, lines: list[bytes]) -> None:
-    kinesis = client("kinesis")
-    for i in range(0, len(lines), _PUT_BATCH):
-        pending = [
-            {"Data": line, "PartitionKey": partition_key(pipeline, line)}
-            for line in lines[i : i + _PUT_BATCH]
-        ]
-        while pending:
-            out = kinesis.put_records(StreamName=stream, Records=pending)
-            # Retry only the throttled entries, in order (order per key is kept: a failed
-            # entry and every later entry of its shard fail together in practice).
-            results = zip(pending, out["Records"], strict=True)
-            pending = [rec for rec, res in results if res.get("ErrorCode")]
 
 
 @contextmanager
@@ -108,10 +75,7 @@ def run_pipeline(
         suffix = "" if endpoint_url is None else f"-{uuid.uuid4().hex[:8]}"
         deployment = deploy(pipeline, shards, suffix)
         with handler_environment(deployment) as (ingest, closer):
-            put_events(deployment.source_stream, pipeline, lines)
-            esm = KinesisEventSourceMapping(
-                deployment.source_stream, ingest.handler, batch_size=batch_size
-            )
+            esm = open_feed(deployment, lines, ingest.handler, batch_size)
             rounds = 0
             while esm.pending():
                 esm.deliver_round()
