@@ -4,8 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
+# jsii (under aws-cdk-lib) prints a large banner on Node 20; the CDK itself works there.
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint venv clean synth layer
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,15 +19,27 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 venv: $(STAMP)
 
+# The CDK CLI, pinned in package-lock.json and run with `npx cdk`; never a global install.
+node_modules: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch node_modules
+
+synth: $(STAMP) node_modules
+	npx --no-install cdk synth --no-notices --quiet
+
+# Builds the runtime layer (pip for the Lambda platform, no Docker) and prints unzipped sizes.
+layer: $(STAMP)
+	$(PY) -m infra.layer
+
 demo: $(STAMP)
 	$(VENV)/bin/tidegate demo
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
 
-test: $(STAMP)
+test: $(STAMP) node_modules
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
 clean:
-	rm -rf $(VENV) cdk.out .pytest_cache .ruff_cache node_modules
+	rm -rf $(VENV) cdk.out .pytest_cache .ruff_cache node_modules build

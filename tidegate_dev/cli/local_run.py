@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from tidegate.spec import load_pipeline_file
@@ -31,10 +32,15 @@ def local_run(args: argparse.Namespace) -> int:
             endpoint_url=args.endpoint_url,
             flush=not args.no_flush,
             progress=progress,
+            chaos_seed=args.chaos,
+            kafka_bootstrap=args.kafka_bootstrap,
         )
     write_jsonl(args.results, output.results)
     summary_json = json.dumps(output.summary)
     if args.summary:
         Path(args.summary).write_text(summary_json + "\n", encoding="utf-8")
+    if output.chaos is not None:
+        faults = ", ".join(f"{k} x{v}" for k, v in output.chaos.items()) or "none"
+        print(f"chaos seed {args.chaos}: injected {faults}", file=sys.stderr)
     print(summary_json)
     return 0

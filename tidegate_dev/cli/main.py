@@ -16,7 +16,15 @@ def _local_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=100, help="records per batch")
     parser.add_argument("--endpoint-url", help="an AWS-compatible endpoint instead of moto")
     parser.add_argument(
+        "--kafka-bootstrap", metavar="HOST:PORT",
+        help="msk pipelines: a Kafka broker instead of the in-process mock cluster",
+    )
+    parser.add_argument(
         "--no-flush", action="store_true", help="do not close the remaining windows at the end"
+    )
+    parser.add_argument(
+        "--chaos", type=int, metavar="SEED",
+        help="inject faults reproducibly (crashes, throttling, duplicates, racing closers)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -8,6 +8,12 @@ AWS shapes them, invokes the handler in-process and applies AWS's rules:
   after it that succeeded; an identifier that is not in the batch fails the whole batch.
 * A handler error retries the whole batch; with bisect, a failing batch is split in two.
 * Batches of one shard are delivered in order, one at a time.
+
+Local runs keep batch boundaries stable where AWS leaves them open: a retry after a partial
+failure covers the rest of the SAME batch (AWS may append newer records), a failed batch is
+retried at once (AWS shards progress concurrently), and bisect is off by default. Then the
+records of a batch are judged against the same watermark however often they are retried, and
+a run with injected faults gives the results of a clean one.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ class _Shard:
     buffer: list[dict[str, Any]] = field(default_factory=list)
     caught_up: bool = False
     consecutive_failures: int = 0
-    bisect_to: int | None = None  # batch size while bisecting after handler errors
+    limit: int | None = None  # the next batch's size while retrying or bisecting
 
 
 @dataclass
@@ -44,6 +50,7 @@ class DeliveryStats:
     records_checkpointed: int = 0
     retries: int = 0
     handler_errors: int = 0
+    duplicate_deliveries: int = 0
 
 
 class KinesisEventSourceMapping:
@@ -54,8 +61,9 @@ class KinesisEventSourceMapping:
         batch_size: int = 100,
         function_name: str = "tidegate-ingest",
         max_retries: int = 50,
-        bisect_on_error: bool = True,
+        bisect_on_error: bool = False,
         region: str = "us-east-1",
+        chaos: Any = None,
     ) -> None:
         self.stream = stream
         self.handler = handler
@@ -64,6 +72,7 @@ class KinesisEventSourceMapping:
         self.max_retries = max_retries
         self.bisect_on_error = bisect_on_error
         self.region = region
+        self.chaos = chaos
         self.stats = DeliveryStats()
         kinesis = client("kinesis")
         description = kinesis.describe_stream(StreamName=stream)["StreamDescription"]
@@ -123,48 +132,81 @@ class KinesisEventSourceMapping:
         }
 
     def deliver_round(self) -> int:
-        """One batch per shard that has records; returns how many batches were delivered."""
+        """One batch per shard that has records, each retried until it succeeds; returns
+        how many batches were delivered."""
         delivered = 0
         for shard in self.shards:
             if len(shard.buffer) < self.batch_size:
                 self._fill(shard)
             if shard.buffer:
-                self._deliver(shard)
+                while not self._deliver(shard):
+                    pass
                 delivered += 1
         return delivered
 
-    def _deliver(self, shard: _Shard) -> None:
-        size = min(self.batch_size, shard.bisect_to or self.batch_size)
+    def _invoke(self, shard: _Shard, batch: list[dict[str, Any]]) -> Any:
+        event = self._event(shard, batch)
+        context = LambdaContext(self.function_name)
+        if self.chaos is None:
+            return self.handler(event, context)
+        with self.chaos.invocation("ingest"):
+            return self.handler(event, context)
+
+    def _deliver(self, shard: _Shard) -> bool:
+        """Deliver the shard's next batch; True when it is done (checkpointed)."""
+        size = min(self.batch_size, shard.limit or self.batch_size)
         batch = shard.buffer[:size]
         self.stats.invocations += 1
         self.stats.records_delivered += len(batch)
-        context = LambdaContext(self.function_name)
         try:
-            response = self.handler(self._event(shard, batch), context)
-        except Exception as exc:
+            response = self._invoke(shard, batch)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # a function error or crash, as Lambda sees it
             self.stats.handler_errors += 1
             self._failed(shard, exc)
             if self.bisect_on_error and len(batch) > 1:
-                shard.bisect_to = max(1, len(batch) // 2)
-            return
+                shard.limit = max(1, len(batch) // 2)
+            else:
+                shard.limit = size
+            return False
         failures = (response or {}).get("batchItemFailures") or []
         if not failures:
             del shard.buffer[:size]
             self.stats.records_checkpointed += size
             shard.consecutive_failures = 0
-            shard.bisect_to = None
-            return
+            shard.limit = None
+            if self.chaos is not None:
+                self._redeliver(shard, batch)
+            return True
         positions = [r["SequenceNumber"] for r in batch]
         identifiers = [f.get("itemIdentifier") for f in failures]
         if any(i not in positions for i in identifiers):
             self._failed(shard, ValueError(f"malformed batchItemFailures {identifiers}"))
-            return
+            shard.limit = size
+            return False
         lowest = min(positions.index(i) for i in identifiers)
         del shard.buffer[:lowest]  # checkpoint before the lowest failure
         self.stats.records_checkpointed += lowest
+        shard.limit = size - lowest  # the rest of this batch, and no newer records
         self._failed(shard, None)
+        return False
 
-    def _failed(self, shard: _Shard, error: Exception | None) -> None:
+    def _redeliver(self, shard: _Shard, batch: list[dict[str, Any]]) -> None:
+        """Chaos: deliver an already checkpointed batch (or its tail) again, as Lambda may."""
+        repeat = self.chaos.duplicate(batch)
+        if not repeat:
+            return
+        self.stats.invocations += 1
+        self.stats.duplicate_deliveries += 1
+        try:
+            self._invoke(shard, repeat)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:
+            pass
+
+    def _failed(self, shard: _Shard, error: BaseException | None) -> None:
         shard.consecutive_failures += 1
         self.stats.retries += 1
         if shard.consecutive_failures > self.max_retries:

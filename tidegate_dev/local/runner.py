@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import os
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tidegate.aws
 from tidegate.spec import Pipeline
 from tidegate_dev.local import readback
+from tidegate_dev.local.chaos import Chaos, ChaosCrash
 from tidegate_dev.local.context import LambdaContext
 from tidegate_dev.local.feeds import open_feed
 from tidegate_dev.local.producer import partition_key, put_events  # noqa: F401 - public here
 from tidegate_dev.local.resources import LocalDeployment, deploy
 from tidegate_dev.local.server import endpoint
+
+_MAX_CLOSER_ATTEMPTS = 200
 
 Progress = Callable[[int, int], None]  # (records checkpointed, events in)
 
@@ -28,6 +33,7 @@ class RunOutput:
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
     late: list[dict[str, Any]] = field(default_factory=list)
     rounds: int = 0
+    chaos: dict[str, int] | None = None  # faults injected, by kind
 
 
 def read_event_lines(path: str | Path) -> list[bytes]:
@@ -69,24 +75,70 @@ def run_pipeline(
     endpoint_url: str | None = None,
     flush: bool = True,
     progress: Progress | None = None,
+    chaos_seed: int | None = None,
+    kafka_bootstrap: str | None = None,
 ) -> RunOutput:
-    with endpoint(endpoint_url):
-        # A shared endpoint may hold earlier runs: give this run's resources their own names.
-        suffix = "" if endpoint_url is None else f"-{uuid.uuid4().hex[:8]}"
-        deployment = deploy(pipeline, shards, suffix)
-        with handler_environment(deployment) as (ingest, closer):
-            esm = open_feed(deployment, lines, ingest.handler, batch_size)
-            rounds = 0
-            while esm.pending():
-                esm.deliver_round()
-                rounds += 1
-                closer.handler({}, LambdaContext("tidegate-closer"))
-                if progress:
-                    progress(esm.stats.records_checkpointed, len(lines))
-            duplicates = int(ingest._state.get("totals", {}).get("duplicates_skipped", 0))
-            if flush:
-                closer.handler({"flush": True}, LambdaContext("tidegate-closer"))
-            return _collect(deployment, len(lines), duplicates, rounds)
+    chaos = Chaos(chaos_seed) if chaos_seed is not None else None
+    if chaos is not None:
+        tidegate.aws.CLIENT_HOOKS.append(chaos.hook)
+        # A crashed invocation flushes no metrics; Powertools warns about it every time.
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
+    try:
+        with endpoint(endpoint_url), (chaos.quick_backoff() if chaos else nullcontext()):
+            # A shared endpoint may hold earlier runs: give this run's resources their own
+            # names.
+            suffix = "" if endpoint_url is None else f"-{uuid.uuid4().hex[:8]}"
+            deployment = deploy(pipeline, shards, suffix)
+            with handler_environment(deployment) as (ingest, closer):
+                esm = open_feed(deployment, lines, ingest.handler, batch_size, chaos=chaos,
+                                kafka_bootstrap=kafka_bootstrap)
+                rounds = 0
+                while esm.pending():
+                    esm.deliver_round()
+                    rounds += 1
+                    _run_closer(closer, chaos, flush=False)
+                    if progress:
+                        progress(esm.stats.records_checkpointed, len(lines))
+                duplicates = int(ingest._state.get("totals", {}).get("duplicates_skipped", 0))
+                if flush:
+                    _run_closer(closer, chaos, flush=True)
+                output = _collect(deployment, len(lines), duplicates, rounds)
+    finally:
+        if chaos is not None:
+            tidegate.aws.CLIENT_HOOKS.remove(chaos.hook)
+    if chaos is not None:
+        output.chaos = chaos.report()
+        output.summary["duplicate_results"] = len(output.results) - output.summary["results"]
+    return output
+
+
+def _run_closer(closer: Any, chaos: Chaos | None, flush: bool) -> None:
+    """One scheduled closer run. Under chaos it is retried at once until it completes, as
+    the next schedule would, so a crash changes when nothing is published, never what."""
+    event = {"flush": True} if flush else {}
+    if chaos is None:
+        closer.handler(event, LambdaContext("tidegate-closer"))
+        return
+    for _ in range(_MAX_CLOSER_ATTEMPTS):
+        try:
+            with chaos.invocation("closer"):
+                if chaos.race():
+                    _racing_closers(closer, flush)
+                outcome = closer.handler(event, LambdaContext("tidegate-closer"))
+            if outcome["publish_failures"] == 0:
+                return
+        except (ChaosCrash, Exception):
+            continue
+    raise RuntimeError(f"the closer did not complete in {_MAX_CLOSER_ATTEMPTS} attempts")
+
+
+def _racing_closers(closer_module: Any, flush: bool) -> None:
+    """Closer A claims windows; closer B runs in full meanwhile; then A publishes."""
+    first = closer_module._closer()
+    watermark = first.current_watermark(flush)
+    claims = first.claims(watermark)
+    closer_module.handler({"flush": True} if flush else {}, LambdaContext("tidegate-closer-2"))
+    first.publish(watermark, claims)
 
 
 def _collect(
@@ -101,6 +153,7 @@ def _collect(
         "late": len(late),
         "dead_lettered": len(dead),
         "duplicates_skipped": duplicates,
-        "results": len(results),
+        # A result published twice (same idempotency key) is one result.
+        "results": len({r.get("idempotency_key") for r in results}),
     }
     return RunOutput(summary, results, list(dead.values()), list(late.values()), rounds)

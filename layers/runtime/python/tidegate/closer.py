@@ -98,10 +98,12 @@ class Closer:
         return self.watermarks.advance_pipeline(target)
 
     def run(self, flush: bool = False) -> CloseOutcome:
-        outcome = CloseOutcome()
         watermark = self.current_watermark(flush)
-        outcome.watermark = watermark
-        claims = self.claims(watermark)
+        return self.publish(watermark, self.claims(watermark))
+
+    def publish(self, watermark: int, claims: list[Claim]) -> CloseOutcome:
+        """Publish what was claimed, then mark it emitted and release its state."""
+        outcome = CloseOutcome(watermark=watermark)
         publishable = [c for c in claims if c.result is not None]
         failed: set[int] = set()
         if publishable:

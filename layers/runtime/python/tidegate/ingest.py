@@ -11,8 +11,8 @@ Exactly-once effect on the aggregates, with at-least-once delivery:
 * Records are judged late against the pipeline watermark as it stood when the batch began;
   the window kind decides what that means (state/panes.py, state/sessions.py). A final
   window never changes, even before the closer has published it.
-* The partition watermark is raised only by records before the first failure, so a retried
-  record is judged against the same watermark it would have been the first time.
+* Only a completed batch raises its partition's watermark, so a retried record is judged
+  against the same watermark it would have been the first time.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from tidegate.sources.records import SourceRecord
 from tidegate.spec import Pipeline
 from tidegate.state.dynamodb import DynamoStore
 from tidegate.state.protocol import Member, Verdict, WindowState
-from tidegate.watermark import MIN_WATERMARK, WatermarkStore
+from tidegate.watermark import MIN_WATERMARK, WatermarkState, WatermarkStore
 
 _MAX_CONFLICT_RETRIES = 8
 
@@ -124,7 +124,6 @@ class Ingestor:
             group.members.append((record, event))
 
         failed: list[SourceRecord] = []
-        late: list[Member] = []
         ordered = sorted(groups.values(), key=lambda g: g.first_mark)
         items = self.store.batch_get([(g.pk, g.sk) for g in ordered]) if ordered else {}
         for index, group in enumerate(ordered):
@@ -142,26 +141,13 @@ class Ingestor:
             outcome.aggregated += len(verdict.applied)
             outcome.duplicates_skipped += verdict.duplicates
             outcome.groups_written += verdict.item is not None
-            late += verdict.late
+            outcome.late += len(verdict.late)
 
-        late_messages = [
-            dead_letter(
-                self.pipeline.name,
-                record,
-                LATE,
-                f"every window of event time {event.time_ms} was final at watermark {watermark}",
-                event_time_ms=event.time_ms,
-                key=event.key,
-            )
-            for record, event in late
-        ]
-        failed += self._send(self.late_output, late_messages, [r for r, _ in late])
         failed += self._send(self.dead_letters, dead, dead_records)
         failed_ids = {id(r) for r in failed}
-        outcome.late = sum(1 for r, _ in late if id(r) not in failed_ids)
         outcome.dead_lettered = sum(1 for r in dead_records if id(r) not in failed_ids)
         outcome.failed = failed
-        self._advance_watermarks(valid, failed, now)
+        self._advance_watermarks(valid, failed, now, state)
         return outcome
 
     def _send(
@@ -175,34 +161,63 @@ class Ingestor:
             return list(records)
 
     def _advance_watermarks(
-        self, valid: list[tuple[SourceRecord, Event]], failed: list[SourceRecord], now: int
+        self,
+        valid: list[tuple[SourceRecord, Event]],
+        failed: list[SourceRecord],
+        now: int,
+        state: WatermarkState,
     ) -> None:
+        """Only a batch that completed moves its partition's watermark.
+
+        A batch that failed part-way is retried from its lowest failure; had it raised the
+        watermark, the retried records would be judged against a later watermark than the
+        first time. What it did apply is kept as `pending` and joins on completion.
+        """
         first_failure: dict[str, str] = {}
         for record in failed:
             mark = first_failure.get(record.partition)
             if mark is None or record.mark < mark:
                 first_failure[record.partition] = record.mark
         highest: dict[str, int] = {}
-        seen: set[str] = set()
         for record, event in valid:
-            seen.add(record.partition)
             stop = first_failure.get(record.partition)
             if stop is not None and record.mark >= stop:
                 continue
             if event.time_ms > highest.get(record.partition, MIN_WATERMARK):
                 highest[record.partition] = event.time_ms
+        partitions = {r.partition for r, _ in valid} | set(first_failure)
         delay = self.pipeline.watermark.delay
-        for partition, max_event in highest.items():
-            self.watermarks.advance_partition(partition, max_event - delay, max_event, now)
-        for partition in seen - highest.keys():
-            self.watermarks.touch_partition(partition, now)
+        for partition in sorted(partitions):
+            top = highest.get(partition)
+            if partition in first_failure:
+                if top is None:
+                    self.watermarks.touch_partition(partition, now)
+                else:
+                    self.watermarks.hold_partition(partition, top, now)
+                continue
+            mark = state.partitions.get(partition)
+            pending = mark.pending_ms if mark else None
+            if pending is not None and (top is None or pending > top):
+                top = pending
+            if top is None:
+                self.watermarks.touch_partition(partition, now)
+            else:
+                self.watermarks.advance_partition(partition, top - delay, top, now)
 
     # -- one group -----------------------------------------------------------------------
     def _write_group(
         self, group: _Group, item: dict[str, Any] | None, watermark: int
     ) -> Verdict:
+        """Judge and write one group. Its late records go to the late queue BEFORE the write:
+        the write raises the item's high-water mark past them, so a retry would skip them as
+        already handled — they must be on the queue by then."""
+        sent: set[int] = set()
         for _ in range(_MAX_CONFLICT_RETRIES):
             verdict = self.windows.judge(group.key, group.sk, group.members, item, watermark)
+            unsent = [m for m in verdict.late if id(m[0]) not in sent]
+            if unsent:
+                self._send_late(unsent, watermark)
+                sent.update(id(r) for r, _ in unsent)
             if verdict.item is None:
                 return verdict
             if self.store.put_versioned(verdict.item, verdict.expected_version):
@@ -210,3 +225,18 @@ class Ingestor:
             # Someone wrote the item since we read it (the closer froze a window): re-read.
             item = self.store.get(group.pk, group.sk)
         raise RuntimeError(f"item {group.pk} {group.sk}: too many write conflicts")
+
+    def _send_late(self, late: list[Member], watermark: int) -> None:
+        messages = [
+            dead_letter(
+                self.pipeline.name,
+                record,
+                LATE,
+                f"every window of event time {event.time_ms} was final at watermark {watermark}",
+                event_time_ms=event.time_ms,
+                key=event.key,
+            )
+            for record, event in late
+        ]
+        if self.late_output.send(messages):
+            raise RuntimeError("late output refused some records")

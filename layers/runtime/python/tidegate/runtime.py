@@ -26,7 +26,7 @@ from tidegate.windows.session import SessionAssigner
 if TYPE_CHECKING:
     from tidegate.closer import PaneCloser
     from tidegate.ingest import Ingestor
-    from tidegate.partitions import KinesisPartitions
+    from tidegate.partitions import KinesisPartitions, StaticPartitions
     from tidegate.session_closer import SessionCloser
 
 
@@ -66,9 +66,13 @@ class Runtime:
         return AccumulatorSet(build_aggregates(self.pipeline))
 
     @cached_property
-    def partitions(self) -> KinesisPartitions:
-        from tidegate.partitions import KinesisPartitions
+    def partitions(self) -> KinesisPartitions | StaticPartitions:
+        from tidegate.partitions import KinesisPartitions, StaticPartitions
 
+        if self.pipeline.source.type == "msk":
+            # Kafka topics cannot be listed through the AWS API: configured, else those seen.
+            listed = self.env.get(topology.ENV_SOURCE_PARTITIONS, "")
+            return StaticPartitions([p.strip() for p in listed.split(",") if p.strip()])
         return KinesisPartitions(self.env.get(topology.ENV_SOURCE_STREAM) or None)
 
     @property
@@ -81,7 +85,14 @@ class Runtime:
         from tidegate.schemas.compile import compile_schema
         from tidegate.schemas.decode import JsonDecoder
 
-        decoder = JsonDecoder(self.pipeline, compile_schema(self.pipeline))
+        model = compile_schema(self.pipeline)
+        if self.pipeline.format == "avro":
+            from tidegate.schemas.avro import AvroDecoder, GlueSchemas
+
+            schemas = GlueSchemas.for_pipeline(self.pipeline, self.env)
+            decoder: JsonDecoder = AvroDecoder(self.pipeline, model, schemas)
+        else:
+            decoder = JsonDecoder(self.pipeline, model)
         return Ingestor(
             pipeline=self.pipeline,
             decoder=decoder,

@@ -267,35 +267,49 @@ class Pipeline(_Model):
         return self.model_dump_json(by_alias=True, exclude_none=True)
 
 
-def _cross_checks(p: Pipeline) -> list[str]:
-    """Checks that span sections; pydantic validates each section on its own."""
+def _cross_checks(
+    schema: object, event_time: object, key: object, aggregates: object
+) -> list[str]:
+    """Checks that span sections; pydantic validates each section on its own. Takes raw
+    values too, so a file with section errors still gets its cross-section problems listed."""
     problems: list[str] = []
-    schema = p.schema_
     if not isinstance(schema, InlineSchema):
         return problems  # a referenced model is checked when it is imported
-    kind = schema.field_type(p.event_time)
-    if kind is None:
-        problems.append(f"event_time: schema has no field {p.event_time!r}")
-    elif kind not in ("timestamp", "integer"):
-        problems.append(f"event_time: field {p.event_time!r} is {kind}, not timestamp")
-    elif schema.is_optional(p.event_time):
-        problems.append(f"event_time: field {p.event_time!r} must not be optional")
-    for i, field in enumerate(p.key):
+    if isinstance(event_time, str):
+        kind = schema.field_type(event_time)
+        if kind is None:
+            problems.append(f"event_time: schema has no field {event_time!r}")
+        elif kind not in ("timestamp", "integer"):
+            problems.append(f"event_time: field {event_time!r} is {kind}, not timestamp")
+        elif schema.is_optional(event_time):
+            problems.append(f"event_time: field {event_time!r} must not be optional")
+    for i, field in enumerate(key if isinstance(key, list) else [key]):
+        if not isinstance(field, str):
+            continue
         if schema.field_type(field) is None:
             problems.append(f"key[{i}]: schema has no field {field!r}")
         elif schema.is_optional(field):
             problems.append(f"key[{i}]: key field {field!r} must not be optional")
-    for name, agg in p.aggregates.items():
-        if agg.field is None:
+    for name, agg in (aggregates.items() if isinstance(aggregates, dict) else []):
+        op = getattr(agg, "op", None) or (agg.get("op") if isinstance(agg, dict) else None)
+        field = getattr(agg, "field", None) or (agg.get("field") if isinstance(agg, dict) else None)
+        if not isinstance(field, str):
             continue
-        ftype = schema.field_type(agg.field)
+        ftype = schema.field_type(field)
         if ftype is None:
-            problems.append(f"aggregates.{name}.field: schema has no field {agg.field!r}")
-        elif agg.op != "count" and ftype not in NUMERIC_TYPES:
+            problems.append(f"aggregates.{name}.field: schema has no field {field!r}")
+        elif op != "count" and ftype not in NUMERIC_TYPES:
             problems.append(
-                f"aggregates.{name}.field: {agg.op} needs a numeric field; {agg.field!r} is {ftype}"
+                f"aggregates.{name}.field: {op} needs a numeric field; {field!r} is {ftype}"
             )
     return problems
+
+
+def _raw_schema(data: dict[str, Any]) -> InlineSchema | None:
+    try:
+        return InlineSchema.model_validate(data.get("schema"))
+    except ValidationError:
+        return None
 
 
 def _format_loc(loc: tuple[Any, ...]) -> str:
@@ -335,8 +349,13 @@ def parse_pipeline(data: Any, source: str = "pipeline") -> Pipeline:
         pipeline = Pipeline.model_validate(data)
     except ValidationError as exc:
         problems = list(dict.fromkeys(_format_error(e) for e in exc.errors()))
-        raise PipelineError(problems, source) from None
-    problems = _cross_checks(pipeline)
+        problems += _cross_checks(
+            _raw_schema(data), data.get("event_time"), data.get("key"), data.get("aggregates")
+        )
+        raise PipelineError(list(dict.fromkeys(problems)), source) from None
+    problems = _cross_checks(
+        pipeline.schema_, pipeline.event_time, pipeline.key, pipeline.aggregates
+    )
     if problems:
         raise PipelineError(problems, source)
     return pipeline

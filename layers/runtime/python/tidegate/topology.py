@@ -21,6 +21,13 @@ ENV_TABLE = "TIDEGATE_TABLE"
 ENV_DLQ_URL = "TIDEGATE_DLQ_URL"
 ENV_LATE_URL = "TIDEGATE_LATE_URL"
 ENV_SOURCE_STREAM = "TIDEGATE_SOURCE_STREAM"  # name or ARN, to list partitions
+# Kafka partitions the watermark waits for, as `topic-0,topic-1` (Kafka has no ListShards
+# through the AWS API); unset, the watermark spans the partitions seen so far.
+ENV_SOURCE_PARTITIONS = "TIDEGATE_SOURCE_PARTITIONS"
+# Glue Schema Registry that `format: avro` records' schema versions must belong to, and the
+# schema's name there (default: the pipeline schema's name).
+ENV_SCHEMA_REGISTRY = "TIDEGATE_SCHEMA_REGISTRY"
+ENV_SCHEMA_NAME = "TIDEGATE_SCHEMA_NAME"
 ENV_SINK_TARGET = "TIDEGATE_SINK_TARGET"  # stream name / queue URL / topic ARN / bus name
 ENV_RETENTION = "TIDEGATE_STATE_RETENTION_S"  # how long closed state is kept (TTL)
 ENV_CLOCK = "TIDEGATE_CLOCK_MS"  # tests only: a fixed processing time
@@ -35,6 +42,7 @@ HANDLER_ENV = (
 )
 
 DEFAULT_RETENTION_S = 7 * 24 * 3600
+DEFAULT_SCHEMA_REGISTRY = "tidegate"
 
 
 def table_definition(table_name: str) -> dict:

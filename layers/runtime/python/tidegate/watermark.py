@@ -23,6 +23,9 @@ class PartitionMark:
     watermark: int
     max_event_ms: int
     last_seen_ms: int
+    # Max event time of records applied by a batch that then failed part-way: it joins the
+    # watermark when the retry completes, so the retry is judged as the first attempt was.
+    pending_ms: int | None = None
 
 
 @dataclass(slots=True)
@@ -71,32 +74,49 @@ class WatermarkStore:
             if sk == keys.PIPELINE_SK:
                 state.floor = int(item.get("wm", MIN_WATERMARK))
             elif sk.startswith("WM#"):
+                pending = item.get("pending")
                 state.partitions[sk[3:]] = PartitionMark(
-                    int(item["wm"]), int(item["max_t"]), int(item["last_seen"])
+                    int(item.get("wm", MIN_WATERMARK)),
+                    int(item.get("max_t", MIN_WATERMARK)),
+                    int(item["last_seen"]),
+                    None if pending is None else int(pending),
                 )
         return state
 
     def advance_partition(
         self, partition: str, watermark: int, max_event_ms: int, now_ms: int
     ) -> None:
-        """Monotone: a delayed or retried batch never moves a partition's watermark back."""
+        """After a batch completed. Monotone: a delayed or retried batch never moves a
+        partition's watermark back. Clears the pending time the batch has now covered."""
         applied, _ = self.store.update(
             self.pk,
             keys.watermark_sk(partition),
-            "SET wm = :wm, max_t = :mt, last_seen = :now",
+            "SET wm = :wm, max_t = :mt, last_seen = :now REMOVE pending",
             "attribute_not_exists(wm) OR wm <= :wm",
             values={":wm": watermark, ":mt": max_event_ms, ":now": now_ms},
         )
         if not applied:
+            self.touch_partition(partition, now_ms, clear_pending=True)
+
+    def hold_partition(self, partition: str, max_event_ms: int, now_ms: int) -> None:
+        """A batch failed part-way: remember what it applied, do not move the watermark."""
+        applied, _ = self.store.update(
+            self.pk,
+            keys.watermark_sk(partition),
+            "SET pending = :t, last_seen = :now",
+            "attribute_not_exists(pending) OR pending < :t",
+            values={":t": max_event_ms, ":now": now_ms},
+        )
+        if not applied:
             self.touch_partition(partition, now_ms)
 
-    def touch_partition(self, partition: str, now_ms: int) -> None:
+    def touch_partition(self, partition: str, now_ms: int, clear_pending: bool = False) -> None:
         """Records arrived (so the partition is not idle) but did not raise its watermark."""
         self.store.update(
             self.pk,
             keys.watermark_sk(partition),
-            "SET last_seen = :now",
-            "attribute_exists(wm)",
+            "SET last_seen = :now" + (" REMOVE pending" if clear_pending else ""),
+            None,
             values={":now": now_ms},
         )
 

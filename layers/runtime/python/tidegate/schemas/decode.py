@@ -68,6 +68,11 @@ class JsonDecoder:
             obj = self.model.model_validate_json(text)
         except ValidationError as exc:
             raise self._classify(exc, text) from None
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+            # A validator that raised something pydantic does not wrap: still this record's
+            # fault, never the batch's.
+            detail = f"(record): {type(exc).__name__}: {exc}"
+            raise Rejected(SCHEMA_VIOLATION, detail[:_MAX_DETAIL]) from None
         return self.to_event(obj)
 
     def _classify(self, exc: ValidationError, text: str) -> Rejected:

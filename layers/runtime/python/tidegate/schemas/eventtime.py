@@ -41,7 +41,8 @@ def to_epoch_ms(value: object) -> int:
 def _from_datetime(parsed: datetime, original: str) -> int:
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValueError(f"{original[:64]!r} has no UTC offset; naive times are ambiguous")
-    delta = parsed.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    # Subtracting aware datetimes never leaves the calendar; astimezone() can (year 10000).
+    delta = parsed - datetime(1970, 1, 1, tzinfo=UTC)
     # Integer arithmetic: float seconds would lose microseconds near year 9999.
     ms = (delta.days * 86_400 + delta.seconds) * 1_000 + delta.microseconds // 1_000
     return _check_range(ms)

@@ -1,0 +1,409 @@
+"""`TidegatePipeline`: one pipeline file's resources, wired and monitored.
+
+source stream --(Kinesis ESM)--> ingest --> state table --(DynamoDB stream, WM# items only)
+--> closer --> sink; plus an every-minute schedule for the closer, dead-letter, late and
+failed-batch queues, alarms and a dashboard. The table shape and the environment contract
+come from tidegate.topology, the same module the local runner builds from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import Acknowledgment as Ack
+from aws_cdk import Duration, RemovalPolicy, Validations
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kinesis as kinesis
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.constructs.monitoring import (
+    CLOSER_SERVICE,
+    INGEST_SERVICE,
+    METRICS_NAMESPACE,
+    AlarmSettings,
+    PipelineMonitoring,
+)
+from infra.constructs.sink import SinkBinding, create_sink
+from tidegate import topology
+from tidegate.spec import KinesisSource, Pipeline
+from tidegate.state import keys
+
+FUNCTIONS_ROOT = Path(__file__).resolve().parents[2] / "functions"
+RUNTIME = lambda_.Runtime.PYTHON_3_12  # infra/layer.py builds the layer's wheels for this
+ARCHITECTURE = lambda_.Architecture.X86_64  # and for this platform
+# What tidegate.state.dynamodb calls (transactions are authorized per Put/Update inside).
+# A new call there needs its action here: the grant is exact on purpose.
+STATE_ACTIONS = (
+    "dynamodb:GetItem",
+    "dynamodb:BatchGetItem",
+    "dynamodb:Query",
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+)
+WATERMARK_SK_PREFIX = keys.watermark_sk("")
+
+
+class TidegateConfigError(ValueError):
+    """A construct configuration that would break the pipeline's guarantees; fails synth."""
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    """The ingest's Kinesis event source mapping and function; defaults favour safety."""
+
+    batch_size: int = 500
+    max_batching_window_s: int = 1
+    retry_attempts: int = 5
+    max_record_age_s: int = 6 * 3600
+    parallelization_factor: int = 1
+    # Set only when every producer uses the pipeline's aggregation key as partition key:
+    # then order per key survives ParallelizationFactor > 1 (order holds per partition key).
+    partitioned_by_key: bool = False
+    memory_mb: int = 1024
+    timeout_s: int = 60
+
+
+@dataclass(frozen=True)
+class CloserSettings:
+    # Coalesces watermark advances: under load every ingest batch touches a watermark item.
+    max_batching_window_s: int = 2
+    schedule_minutes: int = 1
+    memory_mb: int = 512
+    timeout_s: int = 120
+
+
+class TidegatePipeline(Construct):
+    """All resources of one pipeline; the created resources are exposed as attributes.
+
+    Give an existing source stream (`source_stream`, or `source.arn` in the pipeline file)
+    or let the construct create one (optionally shaped by `source_stream_props`): never both.
+    """
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        pipeline: Pipeline,
+        runtime_layer: lambda_.ILayerVersion,
+        source_stream: kinesis.IStream | None = None,
+        source_stream_props: kinesis.StreamProps | None = None,
+        ingest: IngestSettings | None = None,
+        closer: CloserSettings | None = None,
+        alarms: AlarmSettings | None = None,
+        alarm_topic: sns.ITopic | None = None,
+        name_suffix: str = "",
+        removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
+        log_level: str = "INFO",
+        state_retention_s: int = topology.DEFAULT_RETENTION_S,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.pipeline = pipeline
+        self.runtime_layer = runtime_layer
+        ingest = ingest or IngestSettings()
+        closer = closer or CloserSettings()
+        _check_ordering(pipeline, ingest)
+
+        self.source_stream = self._source(
+            pipeline, source_stream, source_stream_props, name_suffix, removal_policy
+        )
+        self.table = self._table(removal_policy)
+        self.dead_letter_queue = self._queue("DeadLetterQueue", "dead-letter output")
+        self.late_queue = self._queue("LateQueue", "late-event output")
+        self.failed_batches_queue = self._queue(
+            "FailedBatchesQueue", "on-failure destination of the ingest mapping"
+        )
+        self.sink: SinkBinding = create_sink(
+            self, pipeline, name_suffix=name_suffix, removal_policy=removal_policy
+        )
+
+        env = {
+            topology.ENV_PIPELINE: pipeline.to_json(),
+            topology.ENV_TABLE: self.table.table_name,
+            topology.ENV_DLQ_URL: self.dead_letter_queue.queue_url,
+            topology.ENV_LATE_URL: self.late_queue.queue_url,
+            topology.ENV_SOURCE_STREAM: self.source_stream.stream_arn,
+            topology.ENV_SINK_TARGET: self.sink.target,
+            topology.ENV_RETENTION: str(state_retention_s),
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            "POWERTOOLS_LOG_LEVEL": log_level,
+        }
+        self.ingest_function = self._function(
+            "Ingest", "ingest", INGEST_SERVICE, env, ingest.memory_mb, ingest.timeout_s
+        )
+        self.closer_function = self._function(
+            "Closer", "closer", CLOSER_SERVICE, env, closer.memory_mb, closer.timeout_s,
+            # A failed scheduled run is simply the next minute's run; no async retries.
+            retry_attempts=0,
+        )
+        self._wire_ingest(ingest)
+        self._wire_closer(closer)
+
+        self.monitoring = PipelineMonitoring(
+            self, "Monitoring",
+            pipeline=pipeline,
+            ingest=self.ingest_function,
+            closer=self.closer_function,
+            failure_queues={
+                "DeadLetter": self.dead_letter_queue,
+                "FailedBatches": self.failed_batches_queue,
+            },
+            late_queue=self.late_queue,
+            settings=alarms or AlarmSettings(),
+            alarm_topic=alarm_topic,
+        )
+        self.alarms = self.monitoring.alarms
+        self.dashboard = self.monitoring.dashboard
+
+    # -- resources ---------------------------------------------------------------------------
+    def _source(
+        self,
+        pipeline: Pipeline,
+        given: kinesis.IStream | None,
+        props: kinesis.StreamProps | None,
+        name_suffix: str,
+        removal_policy: RemovalPolicy,
+    ) -> kinesis.IStream:
+        spec = pipeline.source
+        if not isinstance(spec, KinesisSource):
+            raise TidegateConfigError(
+                f"pipeline {pipeline.name!r}: source.type {spec.type!r} cannot be deployed "
+                "by this construct yet (Kinesis only)"
+            )
+        existing = [label for label, value in (
+            ("source_stream", given), ("source.arn in the pipeline file", spec.arn)
+        ) if value]
+        if len(existing) > 1:
+            raise TidegateConfigError(
+                f"pipeline {pipeline.name!r}: give the source stream once, not as "
+                f"{' and '.join(existing)}"
+            )
+        if existing and props is not None:
+            raise TidegateConfigError(
+                f"pipeline {pipeline.name!r}: an existing source stream ({existing[0]}) and "
+                "source_stream_props for a new one are exclusive"
+            )
+        if given is not None:
+            return given
+        if spec.arn:
+            return kinesis.Stream.from_stream_arn(self, "SourceStream", spec.arn)
+        if props is not None:
+            # jsii structs keep their keyword arguments in _values: pass them on unchanged.
+            return kinesis.Stream(self, "SourceStream", **props._values)
+        provisioned = spec.shards is not None
+        return kinesis.Stream(
+            self, "SourceStream",
+            stream_name=f"{spec.stream}{name_suffix}",
+            stream_mode=(
+                kinesis.StreamMode.PROVISIONED if provisioned else kinesis.StreamMode.ON_DEMAND
+            ),
+            shard_count=spec.shards if provisioned else None,
+            encryption=kinesis.StreamEncryption.MANAGED,
+            removal_policy=removal_policy,
+        )
+
+    def _table(self, removal_policy: RemovalPolicy) -> dynamodb.Table:
+        shape = topology.table_definition("-")
+        types = {
+            a["AttributeName"]: _ATTRIBUTE_TYPES[a["AttributeType"]]
+            for a in shape["AttributeDefinitions"]
+        }
+
+        def key(schema: list[dict], kind: str) -> dynamodb.Attribute | None:
+            names = [k["AttributeName"] for k in schema if k["KeyType"] == kind]
+            return dynamodb.Attribute(name=names[0], type=types[names[0]]) if names else None
+
+        table = dynamodb.Table(
+            self, "StateTable",
+            partition_key=key(shape["KeySchema"], "HASH"),
+            sort_key=key(shape["KeySchema"], "RANGE"),
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            time_to_live_attribute=topology.TTL_ATTRIBUTE,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True
+            ),
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            # Keys are enough to wake the closer: it reads the watermarks itself.
+            stream=dynamodb.StreamViewType.KEYS_ONLY,
+            removal_policy=removal_policy,
+        )
+        for index in shape["GlobalSecondaryIndexes"]:
+            projection = index["Projection"]
+            table.add_global_secondary_index(
+                index_name=index["IndexName"],
+                partition_key=key(index["KeySchema"], "HASH"),
+                sort_key=key(index["KeySchema"], "RANGE"),
+                projection_type=dynamodb.ProjectionType(projection["ProjectionType"]),
+                non_key_attributes=projection.get("NonKeyAttributes"),
+            )
+        return table
+
+    def _queue(self, construct_id: str, role: str) -> sqs.Queue:
+        queue = sqs.Queue(
+            self, construct_id,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            # The longest SQS allows: an operator needs time to look before records expire.
+            retention_period=Duration.days(14),
+        )
+        Validations.of(queue).acknowledge(Ack(
+            id="AwsSolutions-SQS3",
+            reason=f"This queue is the pipeline's {role}: it is itself the end of the line "
+                   "for records that could not be aggregated, alarmed on when not empty. A "
+                   "second dead-letter queue behind it would only move them again.",
+        ))
+        return queue
+
+    def _function(
+        self,
+        construct_id: str,
+        folder: str,
+        service: str,
+        env: dict[str, str],
+        memory_mb: int,
+        timeout_s: int,
+        **extra: object,
+    ) -> lambda_.Function:
+        log_group = logs.LogGroup(
+            self, f"{construct_id}Logs",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        # An own role instead of AWSLambdaBasicExecutionRole: logs only to its own group.
+        role = iam.Role(
+            self, f"{construct_id}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"tidegate {self.pipeline.name} {folder} function",
+        )
+        log_group.grant_write(role)
+        function = lambda_.Function(
+            self, f"{construct_id}Function",
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            handler="handler.handler",
+            code=lambda_.Code.from_asset(
+                str(FUNCTIONS_ROOT / folder), exclude=["__pycache__", "*.pyc"]
+            ),
+            layers=[self.runtime_layer],
+            role=role,
+            log_group=log_group,
+            memory_size=memory_mb,
+            timeout=Duration.seconds(timeout_s),
+            tracing=lambda_.Tracing.ACTIVE,
+            environment={**env, "POWERTOOLS_SERVICE_NAME": service},
+            description=f"tidegate {self.pipeline.name}: {folder}",
+            **extra,  # type: ignore[arg-type]
+        )
+        Validations.of(function).acknowledge(Ack(
+            id="AwsSolutions-L1",
+            reason="Pinned to Python 3.12 on purpose: the runtime layer's compiled wheels "
+                   "(pydantic-core, fastavro) are built for cp312 (infra/layer.py); the "
+                   "runtime and the layer build are raised together.",
+        ))
+        Validations.of(role).acknowledge(Ack(
+            id="AwsSolutions-IAM5[Resource::*]",
+            reason="X-Ray's PutTraceSegments/PutTelemetryRecords (active tracing) and, for "
+                   "the closer, dynamodb:ListStreams (its DynamoDB stream mapping) have no "
+                   "resource-level permissions; every other statement names its resource.",
+        ))
+        return function
+
+    # -- wiring --------------------------------------------------------------------------------
+    def _wire_ingest(self, settings: IngestSettings) -> None:
+        fn = self.ingest_function
+        iam.Grant.add_to_principal(
+            grantee=fn, actions=list(STATE_ACTIONS), resource_arns=[self.table.table_arn]
+        )
+        self.dead_letter_queue.grant_send_messages(fn)
+        self.late_queue.grant_send_messages(fn)
+        # The mapping grants the stream reads; the on-failure destination its sends.
+        self.ingest_source = sources.KinesisEventSource(
+            self.source_stream,
+            # The log is the source of truth: start from its oldest record, never skip.
+            starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+            batch_size=settings.batch_size,
+            max_batching_window=Duration.seconds(settings.max_batching_window_s),
+            report_batch_item_failures=True,
+            bisect_batch_on_error=True,
+            retry_attempts=settings.retry_attempts,
+            max_record_age=Duration.seconds(settings.max_record_age_s),
+            on_failure=sources.SqsDlq(self.failed_batches_queue),
+            parallelization_factor=settings.parallelization_factor,
+        )
+        fn.add_event_source(self.ingest_source)
+
+    def _wire_closer(self, settings: CloserSettings) -> None:
+        fn = self.closer_function
+        open_index = f"{self.table.table_arn}/index/{topology.OPEN_INDEX}"
+        iam.Grant.add_to_principal(
+            grantee=fn, actions=list(STATE_ACTIONS),
+            resource_arns=[self.table.table_arn, open_index],
+        )
+        self.sink.grant_publish(fn)
+        # The watermark counts every open shard, so a silent one holds it back until idle.
+        self.source_stream.grant(fn, "kinesis:ListShards")
+        self.closer_source = sources.DynamoEventSource(
+            self.table,
+            starting_position=lambda_.StartingPosition.LATEST,
+            batch_size=1000,
+            max_batching_window=Duration.seconds(settings.max_batching_window_s),
+            # A wake-up that fails is not data: the schedule runs the closer again anyway.
+            retry_attempts=2,
+            max_record_age=Duration.minutes(5),
+            filters=[lambda_.FilterCriteria.filter({
+                # TTL expiry (REMOVE) of a watermark item is no reason to close anything.
+                "eventName": lambda_.FilterRule.or_("INSERT", "MODIFY"),
+                "dynamodb": {
+                    "Keys": {topology.SK: {"S": lambda_.FilterRule.begins_with(
+                        WATERMARK_SK_PREFIX
+                    )}},
+                },
+            })],
+        )
+        fn.add_event_source(self.closer_source)
+        self.schedule = events.Rule(
+            self, "CloserSchedule",
+            description=f"tidegate {self.pipeline.name}: close windows of idle streams",
+            schedule=events.Schedule.rate(Duration.minutes(settings.schedule_minutes)),
+            targets=[targets.LambdaFunction(
+                fn,
+                event=events.RuleTargetInput.from_object({"source": "tidegate.schedule"}),
+                # A run older than its period is superseded by the next one.
+                max_event_age=Duration.minutes(settings.schedule_minutes * 2),
+                retry_attempts=2,
+            )],
+        )
+
+
+_ATTRIBUTE_TYPES = {
+    "S": dynamodb.AttributeType.STRING,
+    "N": dynamodb.AttributeType.NUMBER,
+    "B": dynamodb.AttributeType.BINARY,
+}
+
+
+def _check_ordering(pipeline: Pipeline, settings: IngestSettings) -> None:
+    """Exactly-once effect needs each key's records in order (shared/DESIGN.md)."""
+    factor = settings.parallelization_factor
+    if not 1 <= factor <= 10:
+        raise TidegateConfigError(
+            f"pipeline {pipeline.name!r}: parallelization_factor must be 1..10, not {factor}"
+        )
+    if factor > 1 and not settings.partitioned_by_key:
+        raise TidegateConfigError(
+            f"pipeline {pipeline.name!r}: ParallelizationFactor {factor} processes one shard "
+            "in concurrent batches, ordered per partition key only; the per-item high-water "
+            "marks that make redelivery harmless then break unless records of one "
+            f"aggregation key ({', '.join(pipeline.key)}) share a partition key. Keep "
+            "parallelization_factor=1, or set partitioned_by_key=True if every producer "
+            "uses the aggregation key as the Kinesis partition key."
+        )

@@ -1,0 +1,133 @@
+"""Fixtures: the app synthesized once through the project's own CDK CLI, and in-process.
+
+The CLI run proves what CI and users run (`npx cdk synth`, offline, no credentials) and
+yields cdk-nag's report; the in-process templates let `aws_cdk.assertions` look closely.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_cdk import App
+from aws_cdk.assertions import Template
+
+from infra.app import build_app
+from infra.layer import ROOT, build_layer
+from tidegate.spec import Pipeline, load_pipeline_file, parse_pipeline
+
+CLICKSTREAM = ROOT / "pipelines" / "clickstream.yaml"
+STACK = "tidegate-clickstream"
+
+
+def offline_env() -> dict[str, str]:
+    """The caller's environment without any way to reach an AWS account."""
+    env = {
+        k: v for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "CDK_DEFAULT_")) and k not in ("CDK_CONTEXT_JSON",)
+    }
+    env.update(
+        AWS_EC2_METADATA_DISABLED="true",  # no instance-metadata credential probing
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION="20",
+        CDK_DISABLE_CLI_TELEMETRY="true",
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def layer_dir() -> Path:
+    return build_layer()
+
+
+@pytest.fixture(scope="session")
+def cli_synth(tmp_path_factory: pytest.TempPathFactory, layer_dir: Path) -> Path:
+    """`npx cdk synth` into a temporary cloud assembly; returns its folder."""
+    npx = shutil.which("npx")
+    if npx is None or not (ROOT / "node_modules" / ".bin" / "cdk").exists():
+        pytest.fail("the CDK CLI is not installed: run `make node_modules` (npm ci)")
+    out = tmp_path_factory.mktemp("cdk") / "cdk.out"
+    proc = subprocess.run(
+        [npx, "--no-install", "cdk", "synth", "--no-notices", "--quiet", "--output", str(out)],
+        cwd=ROOT, env=offline_env(), capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, f"cdk synth failed:\n{proc.stdout}\n{proc.stderr}"
+    return out
+
+
+@pytest.fixture(scope="session")
+def cli_template(cli_synth: Path) -> dict[str, Any]:
+    return json.loads((cli_synth / f"{STACK}.template.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def clickstream() -> Pipeline:
+    return load_pipeline_file(CLICKSTREAM)
+
+
+@pytest.fixture(scope="session")
+def clickstream_data() -> dict[str, Any]:
+    import yaml
+
+    return yaml.safe_load(CLICKSTREAM.read_text())
+
+
+@pytest.fixture(scope="session")
+def stub_layer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """In-process templates do not depend on the layer's content (the CLI synth checks
+    that); a tiny stand-in saves copying 20+ MB into every assembly."""
+    folder = tmp_path_factory.mktemp("layer")
+    (folder / "python" / "tidegate").mkdir(parents=True)
+    (folder / "python" / "tidegate" / "__init__.py").write_text("")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def synth_app(
+    tmp_path_factory: pytest.TempPathFactory, stub_layer_dir: Path
+) -> Callable[..., list[Any]]:
+    """Build the app in process with a given context; returns its stacks."""
+
+    def build(**context: Any) -> list[Any]:
+        app = App(outdir=str(tmp_path_factory.mktemp("app")), context=context)
+        return build_app(app, layer_dir=stub_layer_dir)
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def template(synth_app: Callable[..., list[Any]]) -> Template:
+    (stack,) = synth_app()
+    return Template.from_stack(stack)
+
+
+@pytest.fixture(scope="session")
+def variant(
+    tmp_path_factory: pytest.TempPathFactory,
+    synth_app: Callable[..., list[Any]],
+    clickstream_data: dict[str, Any],
+) -> Callable[..., Template]:
+    """The clickstream pipeline with some sections replaced, synthesized in process."""
+    import yaml
+
+    cache: dict[str, Template] = {}
+
+    def make(**changes: Any) -> Template:
+        data = {**clickstream_data, **changes}
+        parse_pipeline(data)  # an invalid variant is a broken test, say so early
+        key = json.dumps(changes, sort_keys=True)
+        if key not in cache:
+            path = tmp_path_factory.mktemp("pipeline") / "variant.yaml"
+            path.write_text(yaml.safe_dump(data))
+            (stack,) = synth_app(pipelines=str(path))
+            cache[key] = Template.from_stack(stack)
+        return cache[key]
+
+    return make

@@ -1,0 +1,202 @@
+"""Aggregates: mergeable accumulators; integers stay integers; merge laws hold."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from fractions import Fraction
+from itertools import pairwise
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.support import assert_same_typed, pipeline_spec
+from tidegate.aggregates.builtin import AccumulatorSet, Avg, Count, Extreme, Sum, build_aggregates
+from tidegate.spec import parse_pipeline
+
+Number = int | float
+
+
+def accumulators() -> AccumulatorSet:
+    """count, sum, min, max, avg of field `v` (the test pipeline's aggregates)."""
+    return AccumulatorSet(build_aggregates(parse_pipeline(pipeline_spec())))
+
+
+def fold(acc_set: AccumulatorSet, values: list[Any]) -> dict[str, Any]:
+    acc = acc_set.create()
+    for value in values:
+        acc_set.add_event(acc, {"v": value})
+    return acc
+
+
+def results_of(values: list[Any]) -> dict[str, Any]:
+    acc_set = accumulators()
+    return acc_set.results(fold(acc_set, values))
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([3], {"n": 1, "total": 3, "hi": 3, "lo": 3, "mean": 3.0}),
+        ([1, 2, 3, 4], {"n": 4, "total": 10, "hi": 4, "lo": 1, "mean": 2.5}),
+        ([-5, 5, 0], {"n": 3, "total": 0, "hi": 5, "lo": -5, "mean": 0.0}),
+        ([2**62, 2**62], {"n": 2, "total": 2**63, "hi": 2**62, "lo": 2**62, "mean": 2.0**62}),
+        # floats: sums are exact in decimal, not binary (0.1 + 0.2 == 0.3 here)
+        ([0.1, 0.2], {"n": 2, "total": 0.3, "hi": 0.2, "lo": 0.1, "mean": 0.15}),
+        ([2.5, 0.5], {"n": 2, "total": 3.0, "hi": 2.5, "lo": 0.5, "mean": 1.5}),
+        # mixed: a float anywhere makes the sum a float; min/max keep the winner's type
+        ([1, 2.5], {"n": 2, "total": 3.5, "hi": 2.5, "lo": 1, "mean": 1.75}),
+        ([1, 2.0], {"n": 2, "total": 3.0, "hi": 2.0, "lo": 1, "mean": 1.5}),
+        ([3, 3.0], {"n": 2, "total": 6.0, "hi": 3, "lo": 3, "mean": 3.0}),
+        ([1, 2, 4], {"n": 3, "total": 7, "hi": 4, "lo": 1, "mean": 7 / 3}),
+    ],
+)
+def test_builtin_aggregates(values: list[Number], expected: dict[str, Any]) -> None:
+    assert_same_typed(results_of(values), expected)
+
+
+def test_empty_accumulator_results() -> None:
+    # Empty windows are never emitted; the accumulator still answers without dividing by 0.
+    assert results_of([]) == {"n": 0, "total": 0, "hi": None, "lo": None, "mean": None}
+
+
+def test_absent_optional_values_are_skipped_but_counted_by_count() -> None:
+    assert_same_typed(
+        results_of([4, None, 2]), {"n": 3, "total": 6, "hi": 4, "lo": 2, "mean": 3.0}
+    )
+
+
+def test_aggregates_over_the_same_field_and_op_share_one_accumulator() -> None:
+    pipeline = parse_pipeline(pipeline_spec(aggregates={
+        "a": {"op": "sum", "field": "v"}, "b": {"op": "sum", "field": "v"},
+        "c": {"op": "count"},
+    }))
+    acc_set = AccumulatorSet(build_aggregates(pipeline))
+
+    acc = fold(acc_set, [1, 2])
+
+    assert sorted(acc) == ["count:*", "sum:v"]
+    assert acc_set.results(acc) == {"a": 3, "b": 3, "c": 2}
+
+
+def test_state_names_change_with_their_meaning() -> None:
+    names = {
+        Count("x").state_name, Sum("x", "v").state_name, Sum("x", "w").state_name,
+        Extreme("x", "v", largest=True).state_name, Extreme("x", "v", largest=False).state_name,
+        Avg("x", "v").state_name,
+    }
+    assert len(names) == 6
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "expected"),
+    [
+        ([1, 2], [3], {"n": 3, "total": 6, "hi": 3, "lo": 1, "mean": 2.0}),
+        ([0.5], [1], {"n": 2, "total": 1.5, "hi": 1, "lo": 0.5, "mean": 0.75}),
+        ([], [7], {"n": 1, "total": 7, "hi": 7, "lo": 7, "mean": 7.0}),
+        ([7], [], {"n": 1, "total": 7, "hi": 7, "lo": 7, "mean": 7.0}),
+        ([-1, 10], [10.0, -1.0], {"n": 4, "total": 18.0, "hi": 10, "lo": -1, "mean": 4.5}),
+    ],
+)
+def test_merge(left: list[Number], right: list[Number], expected: dict[str, Any]) -> None:
+    acc_set = accumulators()
+
+    merged = acc_set.merge(fold(acc_set, left), fold(acc_set, right))
+
+    assert_same_typed(acc_set.results(merged), expected)
+
+
+def test_merge_accepts_a_missing_side() -> None:
+    acc_set = accumulators()
+    acc = fold(acc_set, [2, 5])
+    assert acc_set.results(acc_set.merge(None, acc)) == acc_set.results(acc)
+    assert acc_set.results(acc_set.merge(acc, None)) == acc_set.results(acc)
+
+
+def test_accumulators_survive_dynamodb_number_types() -> None:
+    """State read back from DynamoDB holds Decimals, never floats or plain ints."""
+    acc_set = accumulators()
+    stored = {
+        "count:*": Decimal(2),
+        "sum:v": [Decimal("3.5"), True],
+        "max:v": [Decimal(3), False],
+        "min:v": [Decimal("0.5"), True],
+        "avg:v": [Decimal("3.5"), Decimal(2)],
+    }
+
+    merged = acc_set.merge(stored, fold(acc_set, [1]))
+
+    assert_same_typed(
+        acc_set.results(merged), {"n": 3, "total": 4.5, "hi": 3, "lo": 0.5, "mean": 1.5}
+    )
+
+
+# -- laws -------------------------------------------------------------------------------------
+# Values whose decimal form is short, so sums are exact at DynamoDB's 38 digits and the laws
+# can demand equality, not closeness.
+ints = st.integers(min_value=-(10**12), max_value=10**12)
+floats = st.integers(min_value=-(10**9), max_value=10**9).map(lambda i: i / 1000)
+values = st.lists(st.one_of(ints, floats), max_size=12)
+
+
+def _results(acc: dict[str, Any]) -> dict[str, Any]:
+    return accumulators().results(acc)
+
+
+@settings(max_examples=150, deadline=None)
+@given(values, values, values)
+def test_merge_is_associative(a: list[Number], b: list[Number], c: list[Number]) -> None:
+    s = accumulators()
+    x, y, z = fold(s, a), fold(s, b), fold(s, c)
+    assert_same_typed(_results(s.merge(s.merge(x, y), z)), _results(s.merge(x, s.merge(y, z))))
+
+
+@settings(max_examples=150, deadline=None)
+@given(values, values)
+def test_merge_is_commutative(a: list[Number], b: list[Number]) -> None:
+    s = accumulators()
+    x, y = fold(s, a), fold(s, b)
+    assert_same_typed(_results(s.merge(x, y)), _results(s.merge(y, x)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(values)
+def test_empty_accumulator_is_the_identity(a: list[Number]) -> None:
+    s = accumulators()
+    x = fold(s, a)
+    assert_same_typed(_results(s.merge(s.create(), x)), _results(x))
+    assert_same_typed(_results(s.merge(x, s.create())), _results(x))
+
+
+@settings(max_examples=150, deadline=None)
+@given(values, st.lists(st.integers(min_value=0, max_value=12), max_size=5))
+def test_results_do_not_depend_on_how_events_are_split_into_batches(
+    events: list[Number], cuts: list[int]
+) -> None:
+    s = accumulators()
+    bounds = sorted({0, len(events), *(min(c, len(events)) for c in cuts)})
+    batches = [events[i:j] for i, j in pairwise(bounds)]
+
+    merged = s.create()
+    for batch in reversed(batches):  # and in another order than they arrived
+        merged = s.merge(fold(s, batch), merged)
+
+    assert_same_typed(_results(merged), _results(fold(s, events)))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(ints, floats), min_size=1, max_size=12))
+def test_results_match_exact_arithmetic(events: list[Number]) -> None:
+    """A reference model: rational arithmetic on each value's decimal form."""
+    exact = [Fraction(repr(v)) if isinstance(v, float) else Fraction(v) for v in events]
+    any_float = any(isinstance(v, float) for v in events)
+    total = sum(exact, Fraction(0))
+
+    got = results_of(events)
+
+    assert got["n"] == len(events)
+    assert got["total"] == (float(total) if any_float else int(total))
+    assert isinstance(got["total"], float if any_float else int)
+    assert got["hi"] == max(events) and got["lo"] == min(events)
+    assert got["mean"] == pytest.approx(float(total / len(events)), rel=1e-15)
