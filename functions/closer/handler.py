@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from tidegate.clock import now_ms
 from tidegate.runtime import Runtime
 
-logger = Logger(service="tidegate-closer")
-metrics = Metrics(namespace="tidegate", service="tidegate-closer")
+# Configured by the environment (the CDK construct sets it); these defaults serve local runs.
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "tidegate-closer")
+logger = Logger(service=SERVICE)
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "tidegate")
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 _state: dict[str, Any] = {}
 
 
@@ -44,6 +49,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         },
     )
     metrics.add_metric(name="WindowsClosed", unit=MetricUnit.Count, value=outcome.windows_closed)
+    if -(2**61) < outcome.watermark < 2**61:  # not before the first event, nor after a flush
+        lag = max(0, now_ms() - outcome.watermark)
+        metrics.add_metric(name="WatermarkLagMs", unit=MetricUnit.Milliseconds, value=lag)
     metrics.add_metric(
         name="ResultsPublished", unit=MetricUnit.Count, value=outcome.results_published
     )

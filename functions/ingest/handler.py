@@ -7,6 +7,7 @@ so the partial-failure response is built here from the ingest's outcome.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
@@ -15,8 +16,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from tidegate import sources
 from tidegate.runtime import Runtime
 
-logger = Logger(service="tidegate-ingest")
-metrics = Metrics(namespace="tidegate", service="tidegate-ingest")
+# Configured by the environment (the CDK construct sets it); these defaults serve local runs.
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "tidegate-ingest")
+logger = Logger(service=SERVICE)
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "tidegate")
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 _state: dict[str, Any] = {}
 
 

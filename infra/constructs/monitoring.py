@@ -57,12 +57,11 @@ class PipelineMonitoring(Construct):
         minute = Duration.minutes(1)
 
         iterator_age = ingest.metric("IteratorAge", statistic="Maximum", period=minute)
-        # Nothing publishes this yet: the closer is expected to emit it (EMF, dimension
-        # `pipeline` only). Until it does the alarm stays OK, never INSUFFICIENT_DATA noise.
+        # Published by every closer run (EMF): processing time minus pipeline watermark.
         self.watermark_lag = cw.Metric(
             namespace=METRICS_NAMESPACE,
             metric_name=WATERMARK_LAG_METRIC,
-            dimensions_map={"pipeline": name},
+            dimensions_map={"pipeline": name, "service": CLOSER_SERVICE},
             statistic="Maximum",
             period=minute,
         )

@@ -424,7 +424,11 @@ def test_alarms(template: Template) -> None:
         })
     template.has_resource_properties("AWS::CloudWatch::Alarm", {
         "MetricName": "WatermarkLagMs", "Namespace": "tidegate",
-        "Dimensions": [{"Name": "pipeline", "Value": "clickstream"}],
+        # As the closer publishes it: Powertools adds the `service` dimension.
+        "Dimensions": Match.array_with([
+            {"Name": "pipeline", "Value": "clickstream"},
+            {"Name": "service", "Value": "tidegate-closer"},
+        ]),
         # delay 5s + allowed lateness 0 + 5 minutes of slack
         "Threshold": 305000, "TreatMissingData": "notBreaching",
     })

@@ -173,7 +173,7 @@ class KinesisEventSourceMapping:
         failures = (response or {}).get("batchItemFailures") or []
         if not failures:
             del shard.buffer[:size]
-            self.stats.records_checkpointed += size
+            self.stats.records_checkpointed += len(batch)
             shard.consecutive_failures = 0
             shard.limit = None
             if self.chaos is not None:

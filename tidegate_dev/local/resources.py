@@ -6,7 +6,14 @@ from dataclasses import dataclass, field
 
 from tidegate import topology
 from tidegate.aws import client
-from tidegate.spec import EventBridgeSink, KinesisSink, Pipeline, SnsSink, SqsSink
+from tidegate.spec import (
+    EventBridgeSink,
+    KinesisSink,
+    Pipeline,
+    SnsSink,
+    SqsSink,
+)
+from tidegate_dev.local.naming import resource_names
 
 
 @dataclass
@@ -35,8 +42,8 @@ def _stream(name: str, shards: int) -> None:
 
 
 def deploy(pipeline: Pipeline, shards: int, suffix: str = "") -> LocalDeployment:
-    base = f"tidegate-{pipeline.name}{suffix}"
-    source = f"{pipeline.source.stream if hasattr(pipeline.source, 'stream') else base}{suffix}"
+    names = resource_names(pipeline, suffix)
+    base, source = names.base, names.source_stream
     _stream(source, shards)
 
     table = f"{base}-state"

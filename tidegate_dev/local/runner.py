@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import tidegate.aws
 from tidegate.spec import Pipeline
@@ -24,6 +24,18 @@ from tidegate_dev.local.server import endpoint
 _MAX_CLOSER_ATTEMPTS = 200
 
 Progress = Callable[[int, int], None]  # (records checkpointed, events in)
+
+
+class RunObserver(Protocol):
+    """Watches a run without changing it (the `--timeline` picture): every delivered batch
+    (retries and duplicates included), each closer round's outcome (None if none was
+    recorded), and the output, whose dead letters and late records give the verdicts."""
+
+    def on_batch(self, event: dict[str, Any]) -> None: ...
+
+    def on_round(self, outcome: Any, flush: bool) -> None: ...
+
+    def on_finish(self, output: RunOutput) -> None: ...
 
 
 @dataclass
@@ -49,6 +61,7 @@ def handler_environment(deployment: LocalDeployment) -> Iterator[tuple[Any, Any]
     from functions.ingest import handler as ingest_handler
 
     saved = {k: os.environ.get(k) for k in deployment.env}
+    saved.update({k: v for k, v in os.environ.items() if k.startswith("TIDEGATE_")})
     os.environ.update(deployment.env)
     ingest_handler.reset()
     closer_handler.reset()
@@ -60,6 +73,9 @@ def handler_environment(deployment: LocalDeployment) -> Iterator[tuple[Any, Any]
     finally:
         ingest_handler.reset()
         closer_handler.reset()
+        # Feeds may add variables during the run (Kafka partitions): drop those too.
+        for name in [k for k in os.environ if k.startswith("TIDEGATE_") and k not in saved]:
+            os.environ.pop(name)
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -77,6 +93,7 @@ def run_pipeline(
     progress: Progress | None = None,
     chaos_seed: int | None = None,
     kafka_bootstrap: str | None = None,
+    observer: RunObserver | None = None,
 ) -> RunOutput:
     chaos = Chaos(chaos_seed) if chaos_seed is not None else None
     if chaos is not None:
@@ -90,18 +107,23 @@ def run_pipeline(
             suffix = "" if endpoint_url is None else f"-{uuid.uuid4().hex[:8]}"
             deployment = deploy(pipeline, shards, suffix)
             with handler_environment(deployment) as (ingest, closer):
-                esm = open_feed(deployment, lines, ingest.handler, batch_size, chaos=chaos,
+                handler = ingest.handler if observer is None else _observed(ingest, observer)
+                esm = open_feed(deployment, lines, handler, batch_size, chaos=chaos,
                                 kafka_bootstrap=kafka_bootstrap)
                 rounds = 0
                 while esm.pending():
                     esm.deliver_round()
                     rounds += 1
                     _run_closer(closer, chaos, flush=False)
+                    if observer is not None:
+                        observer.on_round(closer._state.get("last_outcome"), False)
                     if progress:
                         progress(esm.stats.records_checkpointed, len(lines))
                 duplicates = int(ingest._state.get("totals", {}).get("duplicates_skipped", 0))
                 if flush:
                     _run_closer(closer, chaos, flush=True)
+                    if observer is not None:
+                        observer.on_round(closer._state.get("last_outcome"), True)
                 output = _collect(deployment, len(lines), duplicates, rounds)
     finally:
         if chaos is not None:
@@ -109,7 +131,17 @@ def run_pipeline(
     if chaos is not None:
         output.chaos = chaos.report()
         output.summary["duplicate_results"] = len(output.results) - output.summary["results"]
+    if observer is not None:
+        observer.on_finish(output)
     return output
+
+
+def _observed(ingest: Any, observer: RunObserver) -> Callable[[dict[str, Any], Any], Any]:
+    def invoke(event: dict[str, Any], context: Any) -> Any:
+        observer.on_batch(event)
+        return ingest.handler(event, context)
+
+    return invoke
 
 
 def _run_closer(closer: Any, chaos: Chaos | None, flush: bool) -> None:

@@ -284,6 +284,10 @@ class AvroDecoder(JsonDecoder):
             if errors and all(e["loc"][:1] == (self.time_field,) for e in errors):
                 raise Rejected(INVALID_TIMESTAMP, _describe(exc)) from None
             raise Rejected(SCHEMA_VIOLATION, _describe(exc)) from None
+        except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+            # As in JSON mode: a validator error pydantic does not wrap is the record's fault.
+            detail = f"(record): {type(exc).__name__}: {exc}"
+            raise Rejected(SCHEMA_VIOLATION, detail[:600]) from None
         return self.to_event(obj)
 
 
