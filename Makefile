@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt py
 # jsii (under aws-cdk-lib) prints a large banner on Node 20; the CDK itself works there.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: demo test lint venv clean synth layer
+.PHONY: demo test lint venv clean synth layer soak
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ layer: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/tidegate demo
+
+# A million events under chaos; prints the accounting (takes several minutes).
+soak: $(STAMP)
+	$(VENV)/bin/tidegate demo --events 1000000 --users 2000 --shards 4 --batch-size 5000 --chaos 1
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
