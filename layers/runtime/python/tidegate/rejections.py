@@ -11,6 +11,8 @@ INVALID_TIMESTAMP = "invalid_timestamp"
 FUTURE_TIMESTAMP = "future_timestamp"
 KEY_TOO_LARGE = "key_too_large"
 RECORD_TOO_LARGE = "record_too_large"
+INVALID_AVRO = "invalid_avro"
+UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"
 LATE = "late"
 
 

@@ -37,13 +37,17 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from tidegate import topology
-from tidegate.rejections import INVALID_TIMESTAMP, SCHEMA_VIOLATION, Rejected
+from tidegate.rejections import (
+    INVALID_AVRO,
+    INVALID_TIMESTAMP,
+    SCHEMA_VIOLATION,
+    UNKNOWN_SCHEMA_VERSION,
+    Rejected,
+)
 from tidegate.schemas.decode import Event, JsonDecoder, _describe
 from tidegate.spec import EnumField, InlineSchema, Pipeline
 
 # Dead-letter reasons of Avro records. TODO(rejections.py owner): move next to the others.
-INVALID_AVRO = "invalid_avro"
-UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"
 
 HEADER_VERSION = 3
 COMPRESSION_NONE = 0
