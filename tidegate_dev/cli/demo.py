@@ -23,10 +23,20 @@ def demo(args: argparse.Namespace) -> int:
         f"{args.shards} shards, batch {args.batch_size} -> pipeline '{pipeline.name}' "
         "on an embedded moto server"
     )
+    recorder = None
+    if getattr(args, "timeline", None):
+        from tidegate_dev.ops.timeline import TimelineRecorder
+
+        recorder = TimelineRecorder(pipeline)
     with progress_bar("ingesting") as progress:
         output = run_pipeline(
-            pipeline, lines, shards=args.shards, batch_size=args.batch_size, progress=progress
+            pipeline, lines, shards=args.shards, batch_size=args.batch_size, progress=progress,
+            observer=recorder, chaos_seed=args.chaos,
         )
+    if recorder is not None:
+        from tidegate_dev.ops.timeline import render
+
+        err.print(f"timeline: {render(recorder, args.timeline)}")
     out.print(results_table(output.results))
     reasons = Counter(d["reason"] for d in output.dead_letters)
     if reasons:
@@ -34,5 +44,12 @@ def demo(args: argparse.Namespace) -> int:
         example = output.dead_letters[0]
         out.print(f"  e.g. {example['reason']}: {example['detail']}")
     out.print(summary_table(output.summary))
+    if output.chaos is not None:
+        faults = ", ".join(f"{k} x{v}" for k, v in output.chaos.items()) or "none"
+        out.print(f"chaos seed {args.chaos}: injected {faults}")
+    accounted = sum(output.summary[k] for k in ("aggregated", "late", "dead_lettered"))
+    verdict = "holds" if accounted == output.summary["events_in"] else "BROKEN"
+    out.print(f"accounting: events_in {output.summary['events_in']} == aggregated + late + "
+              f"dead_lettered {accounted}: {verdict}")
     print(json.dumps(output.summary))
     return 0

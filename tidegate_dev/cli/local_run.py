@@ -23,6 +23,11 @@ def local_run(args: argparse.Namespace) -> int:
     if args.shards < 1 or args.batch_size < 1:
         raise SystemExit("error: --shards and --batch-size must be at least 1")
     lines = read_event_lines(args.events)
+    recorder = None
+    if getattr(args, "timeline", None):
+        from tidegate_dev.ops.timeline import TimelineRecorder
+
+        recorder = TimelineRecorder(pipeline)
     with progress_bar("ingesting", enabled=not args.quiet) as progress:
         output = run_pipeline(
             pipeline,
@@ -34,8 +39,13 @@ def local_run(args: argparse.Namespace) -> int:
             progress=progress,
             chaos_seed=args.chaos,
             kafka_bootstrap=args.kafka_bootstrap,
+            observer=recorder,
         )
     write_jsonl(args.results, output.results)
+    if recorder is not None:
+        from tidegate_dev.ops.timeline import render
+
+        print(f"timeline: {render(recorder, args.timeline)}", file=sys.stderr)
     summary_json = json.dumps(output.summary)
     if args.summary:
         Path(args.summary).write_text(summary_json + "\n", encoding="utf-8")

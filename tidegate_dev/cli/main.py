@@ -27,6 +27,10 @@ def _local_run_args(parser: argparse.ArgumentParser) -> None:
         help="inject faults reproducibly (crashes, throttling, duplicates, racing closers)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--timeline", metavar="PNG",
+        help="draw the run: events, watermark and windows over arrival order",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,9 +50,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--batch-size", type=int, default=100)
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--pipeline", help="pipeline file (default: pipelines/clickstream.yaml)")
+    demo.add_argument("--chaos", type=int, metavar="SEED", help="inject faults (see local run)")
+    demo.add_argument("--timeline", metavar="PNG", help="draw the run's timeline to PNG")
 
     validate = commands.add_parser("validate", help="check pipeline files and exit")
     validate.add_argument("pipelines", nargs="+")
+
+    from tidegate_dev.ops import produce, status, tail
+
+    produce.add_arguments(commands.add_parser(
+        "produce", help="send generated (or file) events to a pipeline's source stream"))
+    status.add_arguments(commands.add_parser(
+        "status", help="watermarks, open windows, DLQ and results; non-zero if it needs you"))
+    tail.add_arguments(commands.add_parser("tail", help="follow the sink, print results"))
+
+    from tidegate_dev.bench.cli import add_arguments as bench_arguments
+
+    bench_arguments(commands.add_parser(
+        "bench", help="throughput, write cost, cold start, close latency and $ against targets"))
     return parser
 
 
@@ -69,6 +88,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tidegate_dev.cli.validate import validate
 
             return validate(args)
+        if args.command == "bench":
+            from tidegate_dev.bench.report import bench
+
+            return bench(args)
+        if args.command in ("produce", "status", "tail"):
+            from importlib import import_module
+
+            module = import_module(f"tidegate_dev.ops.{args.command}")
+            return int(getattr(module, args.command)(args))
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -16,6 +16,13 @@ def _num_add(a: int | Decimal, b: int | Decimal) -> int | Decimal:
     return DECIMAL.add(Decimal(a), Decimal(b))
 
 
+def _int_add(a: Any, b: Any) -> Any:
+    """_num_add for the common case of two plain ints (bools and Decimals take the long way)."""
+    if type(a) is int and type(b) is int:
+        return a + b
+    return _num_add(a, b)
+
+
 @dataclass(frozen=True, slots=True)
 class Count:
     name: str
@@ -53,6 +60,8 @@ class Sum:
         return [0, False]
 
     def add(self, acc: list[Any], value: int | float) -> list[Any]:
+        if type(value) is int:
+            return [_int_add(acc[0], value), acc[1] or False]
         return [_num_add(acc[0], exact(value)), acc[1] or isinstance(value, float)]
 
     def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
@@ -90,6 +99,14 @@ class Extreme:
         return a
 
     def add(self, acc: list[Any], value: int | float) -> list[Any]:
+        current = acc[0]
+        if type(value) is int and type(current) is int:
+            # _better for two ints, without building the candidate when it loses.
+            if value == current:
+                return [current, False]
+            if (value > current) == self.largest:
+                return [value, False]
+            return acc
         return self._better(acc, [exact(value), isinstance(value, float)])
 
     def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
@@ -114,6 +131,8 @@ class Avg:
         return [0, 0]
 
     def add(self, acc: list[Any], value: int | float) -> list[Any]:
+        if type(value) is int:
+            return [_int_add(acc[0], value), acc[1] + 1]
         return [_num_add(acc[0], exact(value)), acc[1] + 1]
 
     def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
@@ -147,16 +166,28 @@ class AccumulatorSet:
         self.functions = functions
         self.by_state: dict[str, AggregateFunction] = {f.state_name: f for f in functions}
         self._fields = [(f.state_name, f.field) for f in self.by_state.values()]
+        # Bound methods resolved once: add_event runs for every event of every batch.
+        self._creators = [(name, f.create) for name, f in self.by_state.items()]
+        self._counters = [
+            name for name, f in self.by_state.items() if isinstance(f, Count) and not f.field
+        ]
+        self._adders = [
+            (name, f.field, f.add) for name, f in self.by_state.items()
+            if name not in self._counters
+        ]
 
     def create(self) -> dict[str, Any]:
-        return {name: f.create() for name, f in self.by_state.items()}
+        return {name: create() for name, create in self._creators}
 
     def add_event(self, acc: dict[str, Any], values: dict[str, Any]) -> None:
         """Fold one event's field values into `acc` in place; absent optional values skip."""
-        for state_name, field_name in self._fields:
+        for state_name in self._counters:
+            # Count.add with a present value (a fieldless aggregate always sees one).
+            acc[state_name] = acc[state_name] + 1
+        for state_name, field_name, add in self._adders:
             value = values.get(field_name) if field_name else True
             if value is not None:
-                acc[state_name] = self.by_state[state_name].add(acc[state_name], value)
+                acc[state_name] = add(acc[state_name], value)
 
     def merge(self, a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any]:
         merged = self.create()

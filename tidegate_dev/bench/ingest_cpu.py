@@ -1,0 +1,207 @@
+"""Section 1: ingest CPU, events/s per core, in-process and without any network.
+
+The measured path is the handler's own: `sources.records_of` on a Lambda Kinesis event, then
+`Ingestor.process` (decode -> validate -> future-skew check -> `locate` grouping -> `judge`,
+which pre-aggregates each group against an empty item). Only the store, watermark store and
+queues are in-memory fakes, so what is timed is CPU, never a round trip. A second figure adds
+the DynamoDB attribute serialisation the real store does for each write (boto3's
+TypeSerializer through `DynamoStore` with a fake client).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tidegate import sources
+from tidegate.aggregates.builtin import AccumulatorSet, build_aggregates
+from tidegate.ingest import Ingestor
+from tidegate.schemas.compile import compile_schema
+from tidegate.schemas.decode import JsonDecoder
+from tidegate.spec import Pipeline
+from tidegate.state.dynamodb import DynamoStore
+from tidegate.state.panes import PaneState
+from tidegate.state.sessions import SessionState
+from tidegate.watermark import WatermarkState
+from tidegate.windows import assigner_for
+from tidegate.windows.session import SessionAssigner
+from tidegate_dev.bench import workload
+
+BATCH_SIZES = (100, 1_000, 10_000)
+
+
+class MemoryStore:
+    """Every item is new (the first batch of each pane); writes always win."""
+
+    def batch_get(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        return {}
+
+    def put_versioned(self, item: dict[str, Any], expected_version: int | None) -> bool:
+        return True
+
+    def get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        return None
+
+
+class _FakeDynamoClient:
+    """Answers like DynamoDB with nothing stored, so `DynamoStore` serialises for real."""
+
+    def batch_get_item(self, **_: Any) -> dict[str, Any]:
+        return {"Responses": {}}
+
+    def put_item(self, **_: Any) -> dict[str, Any]:
+        return {}
+
+
+class MemoryWatermarks:
+    def read(self) -> WatermarkState:
+        return WatermarkState()
+
+    def advance_partition(self, *_: Any) -> None:
+        pass
+
+    def hold_partition(self, *_: Any) -> None:
+        pass
+
+    def touch_partition(self, *_: Any, **__: Any) -> None:
+        pass
+
+
+class NullQueue:
+    def send(self, messages: list[dict[str, Any]]) -> list[int]:
+        return []
+
+
+def window_state(pipeline: Pipeline) -> PaneState | SessionState:
+    assigner = assigner_for(pipeline)
+    accumulators = AccumulatorSet(build_aggregates(pipeline))
+    if isinstance(assigner, SessionAssigner):
+        return SessionState(pipeline, assigner, accumulators)
+    return PaneState(pipeline, assigner, accumulators)
+
+
+def ingestor(pipeline: Pipeline, serialize: bool = False) -> Ingestor:
+    store: Any = DynamoStore("bench", dynamodb=_FakeDynamoClient()) if serialize else MemoryStore()
+    return Ingestor(
+        pipeline=pipeline,
+        decoder=JsonDecoder(pipeline, compile_schema(pipeline)),
+        windows=window_state(pipeline),
+        store=store,
+        watermarks=MemoryWatermarks(),  # type: ignore[arg-type]
+        dead_letters=NullQueue(),  # type: ignore[arg-type]
+        late_output=NullQueue(),  # type: ignore[arg-type]
+        expected_partitions=list,
+        now_ms=lambda: workload.BASE_MS + 86_400_000,
+    )
+
+
+def _best_rate(events: int, run: Callable[[], None], repeats: int) -> float:
+    """Events per CPU-second of this thread, best of `repeats` (the least disturbed run)."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.thread_time()
+        run()
+        best = min(best, time.thread_time() - start)
+    return events / best if best > 0 else float("inf")
+
+
+def handler_path_rate(
+    pipeline: Pipeline, lines: list[bytes], batch_size: int, repeats: int,
+    serialize: bool = False,
+) -> float:
+    ingest = ingestor(pipeline, serialize)
+    events = [workload.kinesis_event(b, i * batch_size)
+              for i, b in enumerate(workload.batches(lines, batch_size))]
+
+    def run() -> None:
+        for event in events:
+            outcome = ingest.process(sources.records_of(event))
+            if outcome.aggregated != outcome.records:
+                raise RuntimeError(f"bench events were not all aggregated: {outcome}")
+
+    return _best_rate(len(lines), run, repeats)
+
+
+def naive_rate(pipeline: Pipeline, lines: list[bytes], repeats: int) -> float:
+    """The per-event baseline: json.loads + model_validate + one dict update per event
+    (what a write-per-event design computes before its write)."""
+    model = compile_schema(pipeline)
+    size = 60_000
+    data = [base64.b64encode(line).decode("ascii") for line in lines]
+
+    def run() -> None:
+        state: dict[tuple[str, int], list[Any]] = {}
+        for item in data:
+            obj = model.model_validate(json.loads(base64.b64decode(item)))
+            t = obj.timestamp
+            slot = (obj.userId, t - t % size)
+            acc = state.get(slot)
+            if acc is None:
+                state[slot] = [1, obj.value, obj.value]
+            else:
+                acc[0] += 1
+                acc[1] += obj.value
+                acc[2] = max(acc[2], obj.value)
+
+    return _best_rate(len(lines), run, repeats)
+
+
+def bare_rate(pipeline: Pipeline, lines: list[bytes], repeats: int) -> float:
+    """FIELD-NOTES' reference loop: base64 -> model_validate_json -> dict update."""
+    model = compile_schema(pipeline)
+    data = [base64.b64encode(line).decode("ascii") for line in lines]
+
+    def run() -> None:
+        counts: dict[str, int] = {}
+        for item in data:
+            obj = model.model_validate_json(base64.b64decode(item))
+            counts[obj.userId] = counts.get(obj.userId, 0) + 1
+
+    return _best_rate(len(lines), run, repeats)
+
+
+@dataclass
+class IngestCpu:
+    events: int
+    repeats: int
+    # window -> batch size -> events/s per core
+    handler: dict[str, dict[int, float]]
+    serialized: dict[str, float]  # window -> events/s at batch 1,000 incl. serialisation
+    naive: float
+    bare: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "repeats": self.repeats,
+            "handler_path": {w: {str(b): round(r) for b, r in by.items()}
+                             for w, by in self.handler.items()},
+            "handler_path_with_serialization_batch_1000": {
+                w: round(r) for w, r in self.serialized.items()
+            },
+            "naive_per_event": round(self.naive),
+            "bare_model_validate_json_loop": round(self.bare),
+        }
+
+
+def measure(events: int, repeats: int) -> IngestCpu:
+    lines = workload.Workload(events=events).lines()
+    handler: dict[str, dict[int, float]] = {}
+    serialized: dict[str, float] = {}
+    for window in workload.WINDOWS:
+        pipeline = workload.pipeline(window)
+        handler[window] = {b: handler_path_rate(pipeline, lines, b, repeats) for b in BATCH_SIZES}
+        serialized[window] = handler_path_rate(pipeline, lines, 1_000, repeats, serialize=True)
+    tumbling = workload.pipeline("tumbling")
+    return IngestCpu(
+        events=events,
+        repeats=repeats,
+        handler=handler,
+        serialized=serialized,
+        naive=naive_rate(tumbling, lines, repeats),
+        bare=bare_rate(tumbling, lines, repeats),
+    )
