@@ -67,7 +67,7 @@ class JsonDecoder:
         self._direct = all(
             f in fields for f in (self.time_field, *self.key_fields, *self.value_fields)
         )
-        self._keys: dict[tuple[str, ...], str] = {}
+        self._keys: dict[str | tuple[str, ...], str] = {}
 
     def decode_b64(self, data_b64: str) -> Event:
         try:
@@ -130,20 +130,24 @@ class JsonDecoder:
         return Event(time_ms=time_ms, key=self._key(key_values), values=values)
 
     def _key(self, key_values: list[Any]) -> str:
-        # Only all-str keys are memoised: a tuple key would conflate 1, 1.0 and True, whose
-        # JSON differs.
-        if all(type(v) is str for v in key_values):
+        # Only str keys are memoised: a tuple memo would conflate 1, 1.0 and True, whose
+        # JSON differs. A one-field key is memoised by the string itself (no tuple to build).
+        if len(key_values) == 1:
+            memo: Any = key_values[0]
+            if type(memo) is not str:
+                return self._canonical(key_values)
+        elif all(type(v) is str for v in key_values):
             memo = tuple(key_values)
-            key = self._keys.get(memo)
-            if key is not None:
-                return key
+        else:
+            return self._canonical(key_values)
+        key = self._keys.get(memo)
+        if key is None:
             key = self._canonical(key_values)
             if len(key) <= _KEY_CACHE_CHARS:
                 if len(self._keys) >= _KEY_CACHE_LIMIT:
                     self._keys.clear()
                 self._keys[memo] = key
-            return key
-        return self._canonical(key_values)
+        return key
 
     def _canonical(self, key_values: list[Any]) -> str:
         key = json.dumps(key_values, ensure_ascii=False, separators=(",", ":"), default=str)
