@@ -33,14 +33,11 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from tidegate_dev.local.context import LambdaContext
-from tidegate_dev.local.esm import DeliveryError, DeliveryStats
-
-Handler = Callable[[dict[str, Any], Any], Any]
+from tidegate_dev.local.delivery import BatchDelivery, DeliveryError, Handler, Lane
 
 _LOG_LEVEL = "3"  # errors only: librdkafka logs every closed connection at level 6
 _FILL_DEADLINE_S = 30.0
@@ -169,17 +166,14 @@ def produce(bootstrap: str, topic: str, keys: Sequence[str], values: Sequence[by
 
 # -- the event source mapping -------------------------------------------------------------
 @dataclass
-class _Partition:
-    number: int
-    name: str  # "<topic>-<number>", the key Lambda groups records under
-    consumer: Any
-    buffer: list[dict[str, Any]] = field(default_factory=list)
-    caught_up: bool = False
-    consecutive_failures: int = 0
-    limit: int | None = None  # the next batch's size while retrying
+class _Partition(Lane):
+    """`name` is "<topic>-<number>", the key Lambda groups records under."""
+
+    number: int = 0
+    consumer: Any = None
 
 
-class KafkaEventSourceMapping:
+class KafkaEventSourceMapping(BatchDelivery):
     def __init__(
         self,
         bootstrap: str,
@@ -194,18 +188,14 @@ class KafkaEventSourceMapping:
     ) -> None:
         from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+        # Kafka mappings have no bisect-on-error setting.
+        super().__init__(handler, batch_size, function_name, max_retries, False, chaos)
         self.bootstrap = bootstrap
         self.topic = topic
-        self.handler = handler
-        self.batch_size = batch_size
-        self.function_name = function_name
-        self.max_retries = max_retries
         self.event_source = "SelfManagedKafka" if self_managed else "aws:kafka"
         self.cluster_arn = (
             f"arn:aws:kafka:{region}:123456789012:cluster/tidegate-local/{uuid.uuid4()}-1"
         )
-        self.chaos = chaos
-        self.stats = DeliveryStats()
         self._closed = False
         group = f"tidegate-esm-{uuid.uuid4().hex[:8]}"
         probe = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
@@ -229,7 +219,10 @@ class KafkaEventSourceMapping:
                 "log_level": _LOG_LEVEL,
             })
             consumer.assign([TopicPartition(topic, number, OFFSET_BEGINNING)])
-            self.partitions.append(_Partition(number, f"{topic}-{number}", consumer))
+            self.partitions.append(
+                _Partition(f"{topic}-{number}", number=number, consumer=consumer)
+            )
+        self.lanes = self.partitions
 
     # -- reading -------------------------------------------------------------------------
     def _fill(self, part: _Partition) -> None:
@@ -280,11 +273,8 @@ class KafkaEventSourceMapping:
         """True while any partition has records not yet successfully processed."""
         if self._closed:
             return False
-        for part in self.partitions:
-            if not part.buffer:
-                self._fill(part)
-            if part.buffer:
-                return True
+        if super().pending():
+            return True
         # A bounded local run is over: let go of the broker connections.
         for part in self.partitions:
             part.consumer.close()
@@ -300,65 +290,16 @@ class KafkaEventSourceMapping:
         event["records"] = {part.name: records}
         return event
 
-    def deliver_round(self) -> int:
-        """One batch per partition that has records, each retried until it succeeds; returns
-        how many batches were delivered."""
-        delivered = 0
-        for part in self.partitions:
-            if self._closed:
-                break
-            if len(part.buffer) < self.batch_size:
-                self._fill(part)
-            if part.buffer:
-                while not self._deliver(part):
-                    pass
-                delivered += 1
-        return delivered
-
-    def _invoke(self, part: _Partition, batch: list[dict[str, Any]]) -> Any:
-        event = self._event(part, batch)
-        context = LambdaContext(self.function_name)
-        if self.chaos is None:
-            return self.handler(event, context)
-        with self.chaos.invocation("ingest"):
-            return self.handler(event, context)
-
-    def _deliver(self, part: _Partition) -> bool:
-        """Deliver the partition's next batch; True when it is done (checkpointed)."""
-        size = min(self.batch_size, part.limit or self.batch_size)
-        batch = part.buffer[:size]
-        self.stats.invocations += 1
-        self.stats.records_delivered += len(batch)
-        try:
-            response = self._invoke(part, batch)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException as exc:  # a function error or crash, as Lambda sees it
-            self.stats.handler_errors += 1
-            self._failed(part, exc)
-            part.limit = size
-            return False
-        failures = (response or {}).get("batchItemFailures") or []
-        if not failures:
-            del part.buffer[:size]
-            self.stats.records_checkpointed += len(batch)
-            part.consecutive_failures = 0
-            part.limit = None
-            if self.chaos is not None:
-                self._redeliver(part, batch)
-            return True
+    def _failure_index(
+        self, lane: _Partition, batch: list[dict[str, Any]], identifiers: list[Any]
+    ) -> int | None:
         index = {r["offset"]: i for i, r in enumerate(batch)}
-        identifiers = [f.get("itemIdentifier") if isinstance(f, dict) else None for f in failures]
-        if not all(self._valid(i, part, index) for i in identifiers):
-            self._failed(part, ValueError(f"malformed batchItemFailures {identifiers}"))
-            part.limit = size
-            return False
-        lowest = min(index[i["offset"]] for i in identifiers)  # type: ignore[index]
-        del part.buffer[:lowest]  # checkpoint before the lowest failure
-        self.stats.records_checkpointed += lowest
-        part.limit = size - lowest  # the rest of this batch, and no newer records
-        self._failed(part, None)
-        return False
+        if not identifiers or not all(self._valid(i, lane, index) for i in identifiers):
+            return None
+        return min(index[i["offset"]] for i in identifiers)
+
+    def _position(self, record: dict[str, Any]) -> str:
+        return f"offset {record['offset']}"
 
     @staticmethod
     def _valid(identifier: Any, part: _Partition, index: dict[int, int]) -> bool:
@@ -369,29 +310,6 @@ class KafkaEventSourceMapping:
             and not isinstance(identifier.get("offset"), bool)
             and identifier["offset"] in index
         )
-
-    def _redeliver(self, part: _Partition, batch: list[dict[str, Any]]) -> None:
-        """Chaos: deliver an already checkpointed batch (or its tail) again, as Lambda may."""
-        repeat = self.chaos.duplicate(batch)
-        if not repeat:
-            return
-        self.stats.invocations += 1
-        self.stats.duplicate_deliveries += 1
-        try:
-            self._invoke(part, repeat)
-        except (KeyboardInterrupt, SystemExit):
-            raise
-        except BaseException:
-            pass
-
-    def _failed(self, part: _Partition, error: BaseException | None) -> None:
-        part.consecutive_failures += 1
-        self.stats.retries += 1
-        if part.consecutive_failures > self.max_retries:
-            raise DeliveryError(
-                f"{part.name}: batch at offset {part.buffer[0]['offset']} failed "
-                f"{part.consecutive_failures} times; last error: {error!r}"
-            ) from error
 
 
 def open_topic_feed(
