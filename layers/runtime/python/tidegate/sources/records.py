@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tidegate.state.keys import position_mark
 
@@ -14,10 +14,12 @@ class SourceRecord:
     data_b64: str
     arrival_ms: int
     partition_key: str | None = None
+    # The position as a fixed-width string whose order is the numeric order; compared
+    # against high-water marks several times a record, so computed once.
+    mark: str = field(init=False)
 
-    @property
-    def mark(self) -> str:
-        return position_mark(self.position)
+    def __post_init__(self) -> None:
+        self.mark = position_mark(self.position)
 
     def coordinates(self) -> dict[str, object]:
         return {
