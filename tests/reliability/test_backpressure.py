@@ -38,8 +38,9 @@ def test_out_of_time_reports_the_rest_as_failed_and_the_retry_applies_it_once(
     records = [(seq(i), line(user, 1_700_000_000_000 + i, i))
                for i, user in enumerate(["a", "b", "c", "a", "b", "c"], start=1)]
     event = kinesis_event(records, pipe.stream_arn)
-    # GIVEN a batch of three keys, and time for only the first group
-    response = pipe.ingest.handler(event, RunningOutContext(calls=1))
+    # GIVEN a batch of three keys, and time for only the first group (one look at the clock
+    # sets the retry budget, the next lets group a start)
+    response = pipe.ingest.handler(event, RunningOutContext(calls=2))
     # THEN the handler returns in time, reporting the first unprocessed record (key b's)
     assert response == {"batchItemFailures": [{"itemIdentifier": seq(2)}]}
 
@@ -80,3 +81,36 @@ def test_a_refusing_sink_leaves_windows_closing_until_it_accepts(
     collected = pipe.collect(events_in=2)
     assert sorted(r["aggregates"]["total"] for r in collected.results) == [3, 4]
     assert calls["n"] == 1
+
+
+def test_throttling_stops_retrying_when_the_lambda_time_budget_runs_out(
+    pipe: Deployed,
+) -> None:
+    import time
+
+    from tidegate.aws import client
+    from tidegate_dev.local.chaos import Chaos
+    from tidegate_dev.local.context import LambdaContext
+
+    records = [(seq(1), line("a", 1_700_000_000_000, 1)), (seq(2), line("b", 1_700_000_000_001, 2))]
+
+    def throttle_writes(request: Any, **kwargs: Any) -> Any:
+        if kwargs.get("event_name", "").endswith("PutItem"):
+            return Chaos._error(request, 400, "ProvisionedThroughputExceededException")
+        return None
+
+    # GIVEN DynamoDB throttles every PutItem, and the function has 4.5 s left
+    ddb = client("dynamodb")
+    ddb.meta.events.register("before-send", throttle_writes)
+    try:
+        started = time.monotonic()
+        response = pipe.ingest.handler(
+            kinesis_event(records, pipe.stream_arn), LambdaContext("ingest", timeout_s=4.5)
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        ddb.meta.events.unregister("before-send", throttle_writes)
+    # THEN it answers in time (botocore alone would back off for up to ~30 s per call),
+    # reporting the batch from its first record so Lambda retries it
+    assert elapsed < 4.5, elapsed
+    assert response == {"batchItemFailures": [{"itemIdentifier": seq(1)}]}

@@ -6,13 +6,49 @@ never talk to AWS (window arithmetic, decoding) stay cheap to import.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cache
 from typing import Any
 
-# botocore's standard retry mode backs off with jitter on throttling and 5xx; the handler's
-# own time budget (Lambda remaining time) bounds the whole batch on top of it.
+# botocore's standard retry mode backs off with jitter on throttling and 5xx; a handler's
+# time budget (from the Lambda context's remaining time) stops retrying when it runs out.
 RETRY_ATTEMPTS = 6
+
+_deadline: ContextVar[float | None] = ContextVar("tidegate_retry_deadline", default=None)
+
+
+class OutOfTime(Exception):  # noqa: N818 - reads as the condition it reports
+    """A throttled call would be retried past the handler's time budget: give up on it so
+    the handler can report partial failure before Lambda times it out."""
+
+
+@contextmanager
+def retry_budget(seconds: float | None) -> Iterator[None]:
+    """Within the block, botocore retries only while `seconds` have not passed."""
+    token = _deadline.set(None if seconds is None else time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _deadline.reset(token)
+
+
+def _guard_retry(
+    response: Any = None, caught_exception: Any = None, **kwargs: Any
+) -> None:
+    # botocore asks `needs-retry` handlers after every attempt, before it sleeps and
+    # retries; raising stops the retry loop (a returned value cannot veto the standard
+    # handler). Only a failed attempt is stopped: a success past the deadline still counts.
+    deadline = _deadline.get()
+    if deadline is None or time.monotonic() < deadline:
+        return
+    failed = caught_exception is not None or (
+        response is not None and response[0].status_code >= 400
+    )
+    if failed:
+        raise OutOfTime(f"retry budget spent ({kwargs.get('event_name', 'a call')})")
 
 
 # Called with (service, client) for every client made: the local runner's fault injection
@@ -35,6 +71,7 @@ def _cached_client(service: str) -> Any:
         tcp_keepalive=True,
     )
     made = _session().client(service, config=config)
+    made.meta.events.register_first("needs-retry", _guard_retry)
     for hook in CLIENT_HOOKS:
         hook(service, made)
     return made

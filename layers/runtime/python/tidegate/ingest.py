@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tidegate.aws import retry_budget
 from tidegate.dlq import QueueOutput, dead_letter
 from tidegate.rejections import FUTURE_TIMESTAMP, LATE, Rejected
 from tidegate.schemas.decode import Event, JsonDecoder
@@ -31,6 +32,10 @@ from tidegate.state.protocol import Member, Verdict, WindowState
 from tidegate.watermark import MIN_WATERMARK, WatermarkState, WatermarkStore
 
 _MAX_CONFLICT_RETRIES = 8
+# Lambda's remaining time: below _STOP_MS no new group is started; retries of AWS calls stop
+# _REPORT_MS before the end, leaving time to send dead letters and answer Lambda.
+_STOP_MS = 4_000
+_REPORT_MS = 2_500
 
 
 @dataclass
@@ -83,6 +88,15 @@ class Ingestor:
     def process(
         self, records: list[SourceRecord], time_left_ms: Callable[[], int] | None = None
     ) -> BatchOutcome:
+        """Process one batch; with `time_left_ms` (the Lambda context's), AWS retries stop
+        and the rest of the batch is reported failed before the function would time out."""
+        budget_s = None if time_left_ms is None else (time_left_ms() - _REPORT_MS) / 1000
+        with retry_budget(budget_s):
+            return self._process(records, time_left_ms)
+
+    def _process(
+        self, records: list[SourceRecord], time_left_ms: Callable[[], int] | None
+    ) -> BatchOutcome:
         outcome = BatchOutcome(records=len(records))
         if not records:
             return outcome
@@ -125,7 +139,7 @@ class Ingestor:
         ordered = list(groups.values())
         items = self.store.batch_get([(g.pk, g.sk) for g in ordered]) if ordered else {}
         for index, group in enumerate(ordered):
-            if time_left_ms is not None and time_left_ms() < 2_000:
+            if time_left_ms is not None and time_left_ms() < _STOP_MS:
                 # Out of time: report the rest as failed so Lambda checkpoints correctly
                 # instead of timing out the whole batch.
                 for rest in ordered[index:]:
