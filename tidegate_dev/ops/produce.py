@@ -209,8 +209,10 @@ def produce(args: argparse.Namespace) -> int:
     from tidegate_dev.ops.common import aws_endpoint, resolve
 
     pipeline = load_pipeline_file(args.pipeline)
-    if pipeline.source.type != "kinesis":
-        raise SystemExit("error: produce writes to Kinesis sources; this pipeline reads msk")
+    kafka = pipeline.source.type == "msk"
+    if kafka and not args.kafka_bootstrap:
+        raise SystemExit("error: this pipeline reads a Kafka topic: give --kafka-bootstrap "
+                         "HOST:PORT (the MSK cluster's bootstrap brokers)")
     if pipeline.format != "json":
         raise SystemExit("error: produce sends JSON; this pipeline reads avro")
     deadline = time.monotonic() + args.duration if args.duration else None
@@ -230,12 +232,17 @@ def produce(args: argparse.Namespace) -> int:
         source = iter(generator.line, None)  # endless: count or duration stops it
         total = args.count if args.count is not None else (
             None if args.duration else 1000)
-    with aws_endpoint(args.endpoint_url, args.region):
-        stream = resolve(pipeline, stack=args.stack, stream=args.stream,
-                         resolve_queues=False).source_stream
-        stats = SendStats()
-        _send(stream, pipeline, paced(source, total, args.rate, deadline), stats, total,
-              quiet=args.quiet)
+    stats = SendStats()
+    batches = paced(source, total, args.rate, deadline)
+    if kafka:
+        stream = args.stream or pipeline.source.topic_name  # type: ignore[union-attr]
+        send = _kafka_sender(args.kafka_bootstrap, stream)
+        _send(stream, pipeline, batches, stats, total, quiet=args.quiet, send=send)
+    else:
+        with aws_endpoint(args.endpoint_url, args.region):
+            stream = resolve(pipeline, stack=args.stack, stream=args.stream,
+                             resolve_queues=False).source_stream
+            _send(stream, pipeline, batches, stats, total, quiet=args.quiet)
     summary = {"stream": stream, "sent": stats.sent, "throttled": stats.throttled,
                "failed_other": stats.failed_other, "put_records_calls": stats.calls}
     err.print(f"sent {stats.sent} records to {stream} ({stats.throttled} throttled, retried)")
@@ -243,15 +250,33 @@ def produce(args: argparse.Namespace) -> int:
     return 0
 
 
+Sender = Callable[[str, Pipeline, list[bytes], SendStats], None]
+
+
+def _kafka_sender(bootstrap: str, topic: str) -> Sender:
+    """Keyed by the aggregation key, in order, as the local Kafka feed produces."""
+    from tidegate_dev.local.kafka import produce as produce_to_topic
+    from tidegate_dev.local.producer import partition_key
+
+    def send(_topic: str, pipeline: Pipeline, lines: list[bytes], stats: SendStats) -> None:
+        produce_to_topic(bootstrap, topic, [partition_key(pipeline, line) for line in lines],
+                         lines)
+        stats.calls += 1
+        stats.sent += len(lines)
+
+    return send
+
+
 def _send(stream: str, pipeline: Pipeline, batches: Iterator[list[bytes]], stats: SendStats,
-          total: int | None, quiet: bool = False) -> None:
+          total: int | None, quiet: bool = False, send: Sender | None = None) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from tidegate_dev.cli.console import err
 
+    put = send or put_batch
     if quiet:
         for batch in batches:
-            put_batch(stream, pipeline, batch, stats)
+            put(stream, pipeline, batch, stats)
         return
     columns = (TextColumn("producing"), BarColumn(),
                TextColumn("sent {task.fields[sent]}  throttled {task.fields[throttled]}"),
@@ -259,7 +284,7 @@ def _send(stream: str, pipeline: Pipeline, batches: Iterator[list[bytes]], stats
     with Progress(*columns, console=err) as bar:
         task = bar.add_task("produce", total=total, sent=0, throttled=0)
         for batch in batches:
-            put_batch(stream, pipeline, batch, stats)
+            put(stream, pipeline, batch, stats)
             bar.update(task, completed=stats.sent, sent=stats.sent, throttled=stats.throttled)
 
 
@@ -289,4 +314,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="event time of the first event, epoch ms (default: now)")
     shape.add_argument("--interval-ms", type=float, default=10.0,
                        help="event-time step between events without --rate (default 10)")
+    parser.add_argument(
+        "--kafka-bootstrap", metavar="HOST:PORT",
+        help="msk pipelines: the brokers to produce to (--stream overrides the topic)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
