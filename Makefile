@@ -36,7 +36,8 @@ demo: $(STAMP)
 
 # A million events under chaos; prints the accounting (takes several minutes).
 soak: $(STAMP)
-	$(VENV)/bin/tidegate demo --events 1000000 --users 2000 --shards 4 --batch-size 5000 --chaos 1
+	$(VENV)/bin/tidegate demo --events 1000000 --users 200 --shards 4 --batch-size 5000 \
+		--max-step-ms 2 --chaos 1
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

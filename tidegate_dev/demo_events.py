@@ -11,12 +11,14 @@ from datetime import UTC, datetime
 BASE_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
-def generate(count: int, users: int, seed: int) -> list[bytes]:
+def generate(count: int, users: int, seed: int, max_step_ms: int = 400) -> list[bytes]:
+    """`max_step_ms` bounds the event-time step between events (a soak packs a million
+    events into minutes of event time, so state stays the size a real minute has)."""
     rng = random.Random(seed)
     clock = BASE_MS
     lines: list[bytes] = []
     for i in range(count):
-        clock += rng.randint(0, 400)
+        clock += rng.randint(0, max_step_ms)
         roll = rng.random()
         t = clock
         if roll < 0.10:

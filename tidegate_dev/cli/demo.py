@@ -17,7 +17,7 @@ DEFAULT_PIPELINE = Path(__file__).resolve().parents[2] / "pipelines" / "clickstr
 
 def demo(args: argparse.Namespace) -> int:
     pipeline = load_pipeline_file(args.pipeline or DEFAULT_PIPELINE)
-    lines = generate(args.events, args.users, args.seed)
+    lines = generate(args.events, args.users, args.seed, args.max_step_ms)
     err.print(
         f"[bold]tidegate demo[/]: {len(lines)} events, {args.users} users, "
         f"{args.shards} shards, batch {args.batch_size} -> pipeline '{pipeline.name}' "

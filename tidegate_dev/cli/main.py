@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--pipeline", help="pipeline file (default: pipelines/clickstream.yaml)")
     demo.add_argument("--chaos", type=int, metavar="SEED", help="inject faults (see local run)")
+    demo.add_argument("--max-step-ms", type=int, default=400,
+                      help="largest event-time step between generated events (default 400)")
     demo.add_argument("--timeline", metavar="PNG", help="draw the run's timeline to PNG")
 
     validate = commands.add_parser("validate", help="check pipeline files and exit")

@@ -17,6 +17,41 @@ FAKE_CREDENTIALS = {
 }
 
 
+def _linear_moto_kinesis() -> None:
+    """moto's Kinesis shard finds its newest sequence number by copying every key, and
+    GetRecords scans from the first record: each call costs O(records in the shard), so a
+    million-event local run would take hours. Sequence numbers within a moto shard are
+    consecutive integers; these lookups use that and return exactly what moto's would."""
+    from moto.kinesis.models import Shard
+
+    def newest(self: Shard) -> int:
+        return next(reversed(self.records)) if self.records else 0
+
+    def oldest(self: Shard) -> int:
+        return next(iter(self.records)) if self.records else 0
+
+    def get_records(
+        self: Shard, last_sequence_id: str, limit: int | None
+    ) -> tuple[list, int, int]:
+        last = int(last_sequence_id)
+        results: list = []
+        behind_s = 0.0
+        if self.records:
+            latest = self.records[newest(self)]
+            following = max(last + 1, oldest(self))
+            while following in self.records and (limit is None or len(results) < limit):
+                record = self.records[following]
+                results.append(record)
+                last = following
+                behind_s = latest.created_at - record.created_at
+                following += 1
+        return results, last, int(behind_s * 1000)
+
+    Shard.get_max_sequence_number = newest  # type: ignore[method-assign]
+    Shard.get_min_sequence_number = oldest  # type: ignore[method-assign]
+    Shard.get_records = get_records  # type: ignore[method-assign]
+
+
 def _has_credentials() -> bool:
     import boto3
 
@@ -36,6 +71,7 @@ def endpoint(url: str | None = None) -> Iterator[str]:
             from moto.server import ThreadedMotoServer
 
             logging.getLogger("werkzeug").setLevel(logging.ERROR)
+            _linear_moto_kinesis()
             server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
             server.start()
             host, port = server.get_host_and_port()
