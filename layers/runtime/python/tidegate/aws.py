@@ -16,6 +16,7 @@ from typing import Any
 # botocore's standard retry mode backs off with jitter on throttling and 5xx; a handler's
 # time budget (from the Lambda context's remaining time) stops retrying when it runs out.
 RETRY_ATTEMPTS = 6
+_MAX_BACKOFF_S = 20  # botocore's standard mode cap
 
 _deadline: ContextVar[float | None] = ContextVar("tidegate_retry_deadline", default=None)
 
@@ -36,19 +37,26 @@ def retry_budget(seconds: float | None) -> Iterator[None]:
 
 
 def _guard_retry(
-    response: Any = None, caught_exception: Any = None, **kwargs: Any
+    response: Any = None, caught_exception: Any = None, attempts: int = 1, **kwargs: Any
 ) -> None:
     # botocore asks `needs-retry` handlers after every attempt, before it sleeps and
     # retries; raising stops the retry loop (a returned value cannot veto the standard
-    # handler). Only a failed attempt is stopped: a success past the deadline still counts.
+    # handler). A failed attempt is not retried when botocore's longest possible backoff
+    # (throttling: up to min(2**(attempt-1), 20) s) would end past the deadline: checking
+    # only "is the deadline passed" let one sleep overrun it by up to 20 s. A success past
+    # the deadline still counts.
     deadline = _deadline.get()
-    if deadline is None or time.monotonic() < deadline:
+    if deadline is None:
         return
     failed = caught_exception is not None or (
         response is not None and response[0].status_code >= 400
     )
-    if failed:
+    if failed and time.monotonic() + _longest_backoff(attempts) >= deadline:
         raise OutOfTime(f"retry budget spent ({kwargs.get('event_name', 'a call')})")
+
+
+def _longest_backoff(attempts: int) -> float:
+    return float(min(2 ** max(attempts - 1, 0), _MAX_BACKOFF_S))
 
 
 # Called with (service, client) for every client made: the local runner's fault injection
