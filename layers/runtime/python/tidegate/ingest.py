@@ -159,7 +159,7 @@ class Ingestor:
         failed_ids = {id(r) for r in failed}
         outcome.dead_lettered = sum(1 for r in dead_records if id(r) not in failed_ids)
         outcome.failed = failed
-        self._advance_watermarks(valid, failed, now, state)
+        self._advance_watermarks(valid, failed, now, state, records)
         return outcome
 
     def _send(
@@ -178,6 +178,7 @@ class Ingestor:
         failed: list[SourceRecord],
         now: int,
         state: WatermarkState,
+        records: list[SourceRecord],
     ) -> None:
         """Only a batch that completed moves its partition's watermark.
 
@@ -197,7 +198,17 @@ class Ingestor:
                 continue
             if event.time_ms > highest.get(record.partition, MIN_WATERMARK):
                 highest[record.partition] = event.time_ms
+        # How far the batch got per partition, dead-lettered records included.
+        reached: dict[str, str] = {}
+        for record in records:
+            if record.partition not in first_failure and record.mark > reached.get(
+                record.partition, ""
+            ):
+                reached[record.partition] = record.mark
         partitions = {r.partition for r, _ in valid} | set(first_failure)
+        for partition in sorted(set(reached) - partitions):
+            # Dead letters only: read past, but no sign of life for the watermark.
+            self.watermarks.record_position(partition, reached[partition])
         delay = self.pipeline.watermark.delay
         for partition in sorted(partitions):
             top = highest.get(partition)
@@ -211,10 +222,11 @@ class Ingestor:
             pending = mark.pending_ms if mark else None
             if pending is not None and (top is None or pending > top):
                 top = pending
+            at = reached.get(partition)
             if top is None:
-                self.watermarks.touch_partition(partition, now)
+                self.watermarks.touch_partition(partition, now, position=at)
             else:
-                self.watermarks.advance_partition(partition, top - delay, top, now)
+                self.watermarks.advance_partition(partition, top - delay, top, now, at)
 
     # -- one group -----------------------------------------------------------------------
     def _write_group(

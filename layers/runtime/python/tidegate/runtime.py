@@ -41,7 +41,15 @@ class Runtime:
         missing = [name for name in topology.HANDLER_ENV if name not in env]
         if missing:
             raise RuntimeError(f"missing environment variables: {', '.join(missing)}")
-        return cls(pipeline_from_json(env[topology.ENV_PIPELINE]), env)
+        pipeline = pipeline_from_json(env[topology.ENV_PIPELINE])
+        version = env.get(topology.ENV_STATE_VERSION, "").strip()
+        if version:
+            if not version.isdigit() or int(version) < 1:
+                raise RuntimeError(
+                    f"{topology.ENV_STATE_VERSION}={version!r}: must be an integer >= 1"
+                )
+            pipeline = pipeline.model_copy(update={"state_version": int(version)})
+        return cls(pipeline, env)
 
     @cached_property
     def store(self) -> DynamoStore:
