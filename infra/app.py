@@ -2,7 +2,8 @@
 
 Context keys: `pipelines` (a list, or comma-separated paths), `stage` (suffix of stack and
 stream names), `account`/`region`, `removal_policy` (`retain`, the default, or `destroy`),
-`parallelization_factor` and `partitioned_by_key` (see IngestSettings).
+`parallelization_factor` and `partitioned_by_key` (see IngestSettings); `replayVersion`,
+`replayFrom` and `replayTimestamp` add a replay beside each pipeline (constructs/replay.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from aws_cdk import App, Environment, RemovalPolicy
 
 from infra.constructs.pipeline import IngestSettings
+from infra.constructs.replay import ReplaySettings
 from infra.layer import ROOT, build_layer
 from infra.stacks.pipeline_stack import TidegatePipelineStack
 from tidegate.spec import load_pipeline_file
@@ -69,6 +71,10 @@ def build_app(app: App, *, layer_dir: Path | None = None) -> list[TidegatePipeli
     layer_dir = layer_dir or build_layer()
     env = environment(app)
     options = pipeline_options(app)
+    replay = ReplaySettings.from_context(
+        _context(app, "replayVersion"), _context(app, "replayFrom"),
+        _context(app, "replayTimestamp"),
+    )
     stacks = []
     for path in pipeline_paths(_context(app, "pipelines")):
         pipeline = load_pipeline_file(path)
@@ -79,6 +85,7 @@ def build_app(app: App, *, layer_dir: Path | None = None) -> list[TidegatePipeli
             layer_dir=layer_dir,
             stage=stage,
             pipeline_options=options,
+            replay=replay,
             env=env,
             description=f"tidegate pipeline {pipeline.name} ({path.name})",
         ))

@@ -137,6 +137,7 @@ class TidegatePipeline(Construct):
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": log_level,
         }
+        self.environment = env  # the handlers' environment contract (replay.py adds to it)
         self.ingest_function = self._function(
             "Ingest", "ingest", INGEST_SERVICE, env, ingest.memory_mb, ingest.timeout_s
         )
