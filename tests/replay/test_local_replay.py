@@ -114,3 +114,47 @@ def test_switch_refused_until_caught_up(moto_url: str) -> None:
         with pytest.raises(ReplayError, match="has not caught up"):
             replay.switch()
         assert replay.versions.active() == 1
+
+
+def test_positions_start_at_the_given_sequence_number(moto_url: str) -> None:
+    from tidegate.aws import client
+
+    pipeline = load_pipeline_file(CLICKSTREAM)
+    lines = generate(30, users=2, seed=5)
+    replay = LocalReplay(pipeline, shards=1, batch_size=10)
+    with replay.running(moto_url):
+        replay.feed_live(lines)
+        kinesis = client("kinesis")
+        stream = replay.deployment.source_stream
+        shard = kinesis.list_shards(StreamName=stream)["Shards"][0]["ShardId"]
+        iterator = kinesis.get_shard_iterator(
+            StreamName=stream, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        records = kinesis.get_records(ShardIterator=iterator, Limit=100)["Records"]
+        start = StartingPosition("AT_SEQUENCE_NUMBER",
+                                 sequence_numbers={shard: records[12]["SequenceNumber"]})
+        run = replay.build(start, version=2)
+    assert run.records == len(lines) - 12
+
+
+def test_the_command_line_start_positions() -> None:
+    import argparse
+
+    from tidegate_dev.ops.replay import add_arguments, parse_start
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+
+    def start(*argv: str) -> StartingPosition:
+        return parse_start(parser.parse_args(["p.yaml", *argv]))
+
+    assert start() == StartingPosition()
+    assert start("--at-timestamp", "2026-01-01T00:00:00Z") == StartingPosition(
+        "AT_TIMESTAMP", timestamp=datetime(2026, 1, 1, tzinfo=UTC))
+    assert start("--positions", "s-0=12,s-1=7").sequence_numbers == {"s-0": "12", "s-1": "7"}
+    with pytest.raises(SystemExit, match="naive time is ambiguous"):
+        start("--at-timestamp", "2026-01-01T00:00:00")
+    with pytest.raises(SystemExit, match="'s-0' is not SHARD=SEQUENCE_NUMBER"):
+        start("--positions", "s-0")
+    with pytest.raises(SystemExit):
+        start("--at-timestamp", "2026-01-01T00:00:00Z", "--positions", "s-0=1")
