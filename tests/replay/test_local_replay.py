@@ -158,3 +158,16 @@ def test_the_command_line_start_positions() -> None:
         start("--positions", "s-0")
     with pytest.raises(SystemExit):
         start("--at-timestamp", "2026-01-01T00:00:00Z", "--positions", "s-0=1")
+
+
+@pytest.mark.parametrize("kind", ["sliding", "session"])
+def test_replay_equals_the_live_run_for_every_window_kind(moto_url: str, kind: str) -> None:
+    examples = CLICKSTREAM.parent / "examples"
+    pipeline = load_pipeline_file(examples / f"{kind}.yaml")
+    lines = [x for x in (examples / "events.jsonl").read_bytes().splitlines() if x.strip()]
+    live = run_pipeline(pipeline, lines, shards=1, batch_size=1, endpoint_url=moto_url)
+    out = replay_local(pipeline, lines, StartingPosition(), switch=True, batch_size=1,
+                       endpoint_url=moto_url)
+    assert windows(out.computed[2]) == windows(live.results)
+    assert windows(out.published) == windows(live.results)
+    assert out.replay.late == live.summary["late"] == 1
