@@ -150,3 +150,56 @@ def test_the_live_mapping_is_restarted_when_the_replay_does_not_catch_up(
         replay.cut_over()
     assert replay.versions.active() == 1
     assert stack.mapping_state(replay.live_ingest) == "Enabled"
+
+
+def test_the_command_reads_the_stack_and_cuts_over(
+    stack: Stack, moto_url: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    from tests.support import pipeline_spec
+    from tidegate_dev.cli.main import main
+
+    replay = stack.replay
+    stack.read(1, [50, 70])
+    stack.read(2, [50, 69])
+    arn = client("kinesis").describe_stream(StreamName=replay.stream)["StreamDescription"][
+        "StreamARN"]
+    outputs = {
+        "StateTableName": replay.table, "SourceStreamArn": arn,
+        "IngestFunctionName": replay.live_ingest, "CloserFunctionName": replay.live_closer,
+        "ReplayIngestFunctionName": replay.replay_ingest, "ReplayVersion": "2",
+    }
+    name = _outputs_stack(outputs)
+    path = tmp_path / "cutover.yaml"
+    path.write_text(yaml.safe_dump(pipeline_spec(name=PIPELINE)))
+    argv = ["replay", str(path), "--deployed", "--stack", name, "--endpoint-url", moto_url,
+            "--json", "--wait", "0.3"]
+
+    # behind on one shard: progress only, exit 1; --switch refuses
+    assert main(argv) == 1
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["caught_up"] is False
+    assert main([*argv, "--switch"]) == 1
+    assert "has not caught up" in capsys.readouterr().err
+    # caught up: the cut-over goes through
+    stack.read(2, [50, 70])
+    assert main([*argv, "--switch"]) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert summary["switched"] is True and summary["replay_version"] == 2
+    assert replay.versions.active() == 2
+    assert stack.env(replay.live_ingest)[topology.ENV_STATE_VERSION] == "2"
+    # a stack without a replay is refused with a message
+    with pytest.raises(SystemExit, match="-c replayVersion=N first"):
+        outputs.pop("ReplayIngestFunctionName")
+        other = _outputs_stack(outputs)
+        main(["replay", str(path), "--deployed", "--stack", other, "--endpoint-url", moto_url])
+
+
+def _outputs_stack(outputs: dict[str, str]) -> str:
+    """A stack that only carries outputs, as `cdk deploy` leaves them."""
+    name = f"tidegate-{uuid.uuid4().hex[:8]}"
+    client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps({
+        "Resources": {"Placeholder": {"Type": "AWS::SQS::Queue"}},
+        "Outputs": {k: {"Value": v} for k, v in outputs.items()},
+    }))
+    return name
