@@ -19,6 +19,7 @@ partition's watermark instead of waiting for the slowest partition.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,7 +141,7 @@ _LISTS = {"bootstrap_servers", "subnet_ids", "security_group_ids"}
 _INTS = {"min_pollers", "max_pollers"}
 
 
-def settings_from_context(get: Any) -> KafkaSourceSettings | None:
+def settings_from_context(get: Callable[[str], Any]) -> KafkaSourceSettings | None:
     """KafkaSourceSettings from CDK context (`get(key)`); None when no Kafka key is set.
     Lists are comma-separated strings or JSON lists (cdk.json)."""
     values: dict[str, Any] = {}
