@@ -78,9 +78,10 @@ class KafkaSourceSettings:
     """Where an `msk` pipeline's topic lives: give `cluster_arn` (Amazon MSK) or
     `bootstrap_servers` (self-managed), never both.
 
-    auth: MSK `iam` (default), `sasl_scram_512` or `mtls`; self-managed `sasl_scram_512`
-    (default when a secret is given), `sasl_scram_256`, `basic` (SASL/PLAIN), `mtls`, or
-    `none` (only inside your VPC). Every mode but `iam`/`none` needs `secret_arn`.
+    auth: MSK `iam` (default without a secret), `sasl_scram_512` or `mtls`; self-managed
+    `sasl_scram_512`, `sasl_scram_256`, `basic` (SASL/PLAIN), `mtls`, or `none` (only inside
+    your VPC). Every mode but `iam`/`none` needs `secret_arn`; with a secret and no `auth`,
+    `sasl_scram_512`.
     """
 
     cluster_arn: str | None = None
@@ -116,9 +117,9 @@ class KafkaSourceSettings:
     def resolved_auth(self) -> str:
         if self.auth:
             return self.auth
-        if self.managed:
-            return "iam"
-        return "sasl_scram_512" if self.secret_arn else "none"
+        if self.secret_arn:
+            return "sasl_scram_512"  # the one SCRAM mechanism MSK supports
+        return "iam" if self.managed else "none"
 
 
 # The tidegate app's context key for each setting (`npx cdk synth -c msk_cluster_arn=...`).

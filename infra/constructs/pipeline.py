@@ -119,6 +119,7 @@ class TidegatePipeline(Construct):
         _check_ordering(pipeline, ingest)
 
         self.kafka: KafkaSourceSettings | None = None
+        self.kafka_consumer_group_id: str | None = None
         self.source_stream: kinesis.IStream | None = None
         if isinstance(pipeline.source, MskSource):
             if source_stream is not None or source_stream_props is not None:
@@ -365,7 +366,7 @@ class TidegatePipeline(Construct):
                 fn,
                 pipeline=self.pipeline,
                 settings=self.kafka,
-                consumer_group_id=self.kafka_consumer_group_id,
+                consumer_group_id=self.kafka_consumer_group_id or "",
                 batch_size=settings.batch_size,
                 max_batching_window_s=settings.max_batching_window_s,
                 retry_attempts=settings.retry_attempts,

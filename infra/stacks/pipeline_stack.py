@@ -48,7 +48,7 @@ class TidegatePipelineStack(Stack):
         if p.kafka is not None:
             outputs["SourceTopic"] = pipeline.source.topic_name  # type: ignore[union-attr]
             outputs["KafkaCluster"] = p.kafka.cluster_arn or ",".join(p.kafka.bootstrap_servers)
-            outputs["KafkaConsumerGroup"] = p.kafka_consumer_group_id
+            outputs["KafkaConsumerGroup"] = p.kafka_consumer_group_id or ""
         outputs.update({
             "StateTableName": p.table.table_name,
             "DeadLetterQueueUrl": p.dead_letter_queue.queue_url,

@@ -28,6 +28,12 @@ BROKERS = "b-1.kafka.internal:9096,b-2.kafka.internal:9096"
 MSK_SOURCE = {"type": "msk", "topic": "user-events", "shards": 3}
 
 MSK_CONTEXT = {"msk_cluster_arn": CLUSTER_ARN}
+MSK_SCRAM_CONTEXT = {
+    "msk_cluster_arn": CLUSTER_ARN,
+    "kafka_secret_arn": SECRET_ARN,  # no kafka_auth: a secret means SASL/SCRAM-512
+    "kafka_secret_key_arn": KEY_ARN,
+    "stage": "prod",
+}
 SELF_MANAGED_CONTEXT = {
     "kafka_bootstrap_servers": BROKERS,
     "kafka_auth": "sasl_scram_512",
@@ -182,6 +188,24 @@ def test_msk_iam_grants_name_the_cluster_topic_and_consumer_group(synth_kafka: A
     template.all_resources_properties("AWS::IAM::Role", {"ManagedPolicyArns": Match.absent()})
 
 
+def test_msk_with_a_scram_secret_reads_it_instead_of_using_iam(synth_kafka: Any) -> None:
+    template, _ = synth_kafka(MSK_SCRAM_CONTEXT)
+    mapping = _kafka_mapping(template)
+    assert mapping["EventSourceArn"] == CLUSTER_ARN
+    assert mapping["SourceAccessConfigurations"] == [
+        {"Type": "SASL_SCRAM_512_AUTH", "URI": SECRET_ARN}
+    ]
+    # The default consumer group carries the stage, as stack and stream names do.
+    assert mapping["AmazonManagedKafkaEventSourceConfig"] == {
+        "ConsumerGroupId": "tidegate-clickstream-prod"
+    }
+    actions = {a: s["Resource"] for s in _ingest_statements(template) for a in _actions(s)}
+    assert actions["secretsmanager:GetSecretValue"] == SECRET_ARN
+    assert actions["kms:Decrypt"] == KEY_ARN
+    assert actions["kafka:DescribeClusterV2"] == CLUSTER_ARN
+    assert not [a for a in actions if a.startswith("kafka-cluster:")]
+
+
 # -- self-managed --------------------------------------------------------------------------------
 def test_self_managed_brokers_in_a_vpc_with_a_scram_secret(synth_kafka: Any) -> None:
     template, _ = synth_kafka(SELF_MANAGED_CONTEXT)
@@ -217,7 +241,8 @@ def test_self_managed_brokers_in_a_vpc_with_a_scram_secret(synth_kafka: Any) -> 
     assert not [a for s in statements for a in _actions(s) if a.startswith("kafka")]
 
 
-@pytest.mark.parametrize("context", [MSK_CONTEXT, SELF_MANAGED_CONTEXT], ids=["msk", "self"])
+@pytest.mark.parametrize("context", [MSK_CONTEXT, MSK_SCRAM_CONTEXT, SELF_MANAGED_CONTEXT],
+                         ids=["msk-iam", "msk-scram", "self-managed"])
 def test_kafka_sources_pass_cdk_nag(synth_kafka: Any, context: dict[str, str]) -> None:
     _, findings = synth_kafka(context)
     assert findings == []
