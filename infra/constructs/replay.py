@@ -23,12 +23,12 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_sqs as sqs
 
+from infra.constructs.errors import TidegateConfigError
 from infra.constructs.monitoring import CLOSER_SERVICE, INGEST_SERVICE
 from infra.constructs.pipeline import (
     STATE_ACTIONS,
     CloserSettings,
     IngestSettings,
-    TidegateConfigError,
     TidegatePipeline,
 )
 from tidegate import topology
@@ -91,6 +91,12 @@ def add_replay(
     closer: CloserSettings | None = None,
 ) -> ReplayResources:
     live = pipeline.pipeline.state_version
+    stream = pipeline.source_stream
+    if stream is None:
+        raise TidegateConfigError(
+            f"pipeline {pipeline.pipeline.name!r}: replays read Kinesis sources only so far "
+            f"(source.type {pipeline.pipeline.source.type!r})"
+        )
     if settings.version == live:
         raise TidegateConfigError(
             f"pipeline {pipeline.pipeline.name!r}: replayVersion {settings.version} is the "
@@ -117,7 +123,7 @@ def add_replay(
     late.grant_send_messages(ingest_fn)
     at_timestamp = settings.starting_position == "AT_TIMESTAMP"
     source = sources.KinesisEventSource(
-        pipeline.source_stream,
+        stream,
         starting_position=lambda_.StartingPosition(settings.starting_position),
         starting_position_timestamp=settings.timestamp_s if at_timestamp else None,
         batch_size=ingest.batch_size,
@@ -141,7 +147,7 @@ def add_replay(
         resource_arns=[pipeline.table.table_arn, open_index],
     )
     pipeline.sink.grant_publish(closer_fn)
-    pipeline.source_stream.grant(closer_fn, "kinesis:ListShards")
+    stream.grant(closer_fn, "kinesis:ListShards")
     # The schedule alone: until the switch a replay publishes nothing, so closing it within
     # a minute is soon enough.
     events.Rule(

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match, Template
 
-from infra.constructs.pipeline import TidegateConfigError
+from infra.constructs.errors import TidegateConfigError
 from infra.constructs.replay import ReplaySettings
 
 
