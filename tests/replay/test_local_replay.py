@@ -171,3 +171,9 @@ def test_replay_equals_the_live_run_for_every_window_kind(moto_url: str, kind: s
     assert windows(out.computed[2]) == windows(live.results)
     assert windows(out.published) == windows(live.results)
     assert out.replay.late == live.summary["late"] == 1
+
+
+def test_a_kafka_pipeline_is_refused_with_a_reason(make_pipeline: Any) -> None:
+    pipeline = make_pipeline(source={"type": "msk", "topic": "events"})
+    with pytest.raises(ReplayError, match=r"Kinesis sources only .* 'msk'"):
+        LocalReplay(pipeline)
