@@ -31,6 +31,7 @@ from tidegate_dev.local import readback
 from tidegate_dev.local.context import LambdaContext
 from tidegate_dev.local.esm import KinesisEventSourceMapping, StartingPosition
 from tidegate_dev.local.feeds import open_feed
+from tidegate_dev.local.naming import resource_names
 from tidegate_dev.local.producer import put_events
 from tidegate_dev.local.resources import LocalDeployment, deploy
 from tidegate_dev.local.runner import handler_environment
@@ -107,7 +108,10 @@ class LocalReplay:
     def running(self, endpoint_url: str | None = None) -> Iterator[LocalReplay]:
         with ExitStack() as stack:
             stack.enter_context(endpoint(endpoint_url))
-            self.deployment = deploy(self.pipeline, self.shards, f"-{uuid.uuid4().hex[:8]}")
+            # A shared endpoint may hold other runs: this one's resources get their own names.
+            suffix = f"-{uuid.uuid4().hex[:8]}"
+            self._base = resource_names(self.pipeline, suffix).base
+            self.deployment = deploy(self.pipeline, self.shards, suffix)
             self.store = DynamoStore(self.deployment.table)
             self.versions = ActiveVersions(self.store, self.pipeline.name)
             yield self
@@ -151,9 +155,12 @@ class LocalReplay:
                 self.deployment.source_stream, ingest.handler, batch_size=self.batch_size,
                 function_name="tidegate-ingest-replay", start=start,
             )
-            run.published += _drive(esm, closer, lambda: progress_cb and progress_cb(
-                esm.stats.records_checkpointed, max(target, esm.stats.records_checkpointed)
-            ))
+            def tick() -> None:
+                if progress_cb is not None:
+                    done = esm.stats.records_checkpointed
+                    progress_cb(done, max(target, done))  # AT_TIMESTAMP: fewer than live
+
+            run.published += _drive(esm, closer, tick)
             run.records = esm.stats.records_checkpointed
             run.add_totals(ingest._state.get("totals", {}))
             self._replay_esm = esm
@@ -198,9 +205,8 @@ class LocalReplay:
             self.replay.published += int(out["results_published"])
 
     def replay_deployment(self, version: int) -> LocalDeployment:
-        base = f"{self.deployment.dlq_url.rsplit('/', 1)[1].removesuffix('-dlq')}"
-        dlq = _queue(f"{base}-dlq-v{version}")
-        late = _queue(f"{base}-late-v{version}")
+        dlq = _queue(f"{self._base}-dlq-v{version}")
+        late = _queue(f"{self._base}-late-v{version}")
         env = {**self.deployment.env, topology.ENV_STATE_VERSION: str(version),
                topology.ENV_DLQ_URL: dlq, topology.ENV_LATE_URL: late}
         return dataclasses.replace(self.deployment, env=env, dlq_url=dlq, late_url=late)
