@@ -21,6 +21,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import tidegate.aws
 from tidegate import topology
 from tidegate.aws import client
 from tidegate.spec import KinesisSource, Pipeline
@@ -28,13 +29,13 @@ from tidegate.state import keys
 from tidegate.state.dynamodb import DynamoStore
 from tidegate.versions import ActiveVersions
 from tidegate_dev.local import readback
-from tidegate_dev.local.context import LambdaContext
+from tidegate_dev.local.chaos import Chaos
 from tidegate_dev.local.esm import KinesisEventSourceMapping, StartingPosition
 from tidegate_dev.local.feeds import open_feed
 from tidegate_dev.local.naming import resource_names
 from tidegate_dev.local.producer import put_events
 from tidegate_dev.local.resources import LocalDeployment, deploy
-from tidegate_dev.local.runner import handler_environment
+from tidegate_dev.local.runner import _run_closer, handler_environment
 from tidegate_dev.local.server import endpoint
 from tidegate_dev.ops.cutover import PartitionProgress, caught_up, expire_version, progress
 
@@ -76,6 +77,7 @@ class ReplayOutput:
     expired_items: int = 0
     published: list[dict[str, Any]] = field(default_factory=list)  # the sink, read back
     computed: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    faults: dict[str, int] | None = None  # injected by chaos, by kind
 
     def rows(self) -> list[dict[str, Any]]:
         return [dataclasses.asdict(run) for run in (self.live, self.replay)]
@@ -92,8 +94,13 @@ def _check(pipeline: Pipeline) -> None:
 class LocalReplay:
     """One pipeline on an endpoint, with a live version and a replay version."""
 
-    def __init__(self, pipeline: Pipeline, shards: int = 1, batch_size: int = 100) -> None:
+    def __init__(
+        self, pipeline: Pipeline, shards: int = 1, batch_size: int = 100,
+        chaos_seed: int | None = None,
+    ) -> None:
         _check(pipeline)
+        # Faults as `local run --chaos` injects them, in both versions' invocations.
+        self.chaos = Chaos(chaos_seed) if chaos_seed is not None else None
         self.pipeline = pipeline
         self.shards = shards
         self.batch_size = batch_size
@@ -107,6 +114,10 @@ class LocalReplay:
     @contextmanager
     def running(self, endpoint_url: str | None = None) -> Iterator[LocalReplay]:
         with ExitStack() as stack:
+            if self.chaos is not None:
+                tidegate.aws.CLIENT_HOOKS.append(self.chaos.hook)  # clients made from here
+                stack.callback(tidegate.aws.CLIENT_HOOKS.remove, self.chaos.hook)
+                stack.enter_context(self.chaos.quick_backoff())
             stack.enter_context(endpoint(endpoint_url))
             # A shared endpoint may hold other runs: this one's resources get their own names.
             suffix = f"-{uuid.uuid4().hex[:8]}"
@@ -123,16 +134,15 @@ class LocalReplay:
         with handler_environment(self.deployment) as (ingest, closer):
             if self._live_esm is None:
                 self._live_esm = open_feed(  # type: ignore[assignment]
-                    self.deployment, lines, ingest.handler, self.batch_size
+                    self.deployment, lines, ingest.handler, self.batch_size, chaos=self.chaos
                 )
             else:
                 put_events(self.deployment.source_stream, self.pipeline, lines)
             esm = self._live_esm
             assert esm is not None
             before = esm.stats.records_checkpointed
-            published = _drive(esm, closer)
+            _drive(esm, closer, self.chaos)
             self.live.records += esm.stats.records_checkpointed - before
-            self.live.published += published
             self.live.add_totals(ingest._state.get("totals", {}))
         self.live.seconds += time.perf_counter() - started
 
@@ -153,14 +163,15 @@ class LocalReplay:
         with handler_environment(self.replay_deployment(version)) as (ingest, closer):
             esm = KinesisEventSourceMapping(
                 self.deployment.source_stream, ingest.handler, batch_size=self.batch_size,
-                function_name="tidegate-ingest-replay", start=start,
+                function_name="tidegate-ingest-replay", start=start, chaos=self.chaos,
             )
+
             def tick() -> None:
                 if progress_cb is not None:
                     done = esm.stats.records_checkpointed
                     progress_cb(done, max(target, done))  # AT_TIMESTAMP: fewer than live
 
-            run.published += _drive(esm, closer, tick)
+            _drive(esm, closer, self.chaos, tick)
             run.records = esm.stats.records_checkpointed
             run.add_totals(ingest._state.get("totals", {}))
             self._replay_esm = esm
@@ -201,8 +212,7 @@ class LocalReplay:
         """The end of the bounded input, as `local run` ends: close every window of the
         replay version. What it publishes depends on whether it is active by now."""
         with handler_environment(self.replay_deployment(self.replay.version)) as (_, closer):
-            out = closer.handler({"flush": True}, LambdaContext("tidegate-closer-replay"))
-            self.replay.published += int(out["results_published"])
+            _run_closer(closer, self.chaos, flush=True)
 
     def replay_deployment(self, version: int) -> LocalDeployment:
         dlq = _queue(f"{self._base}-dlq-v{version}")
@@ -212,8 +222,8 @@ class LocalReplay:
         return dataclasses.replace(self.deployment, env=env, dlq_url=dlq, late_url=late)
 
     # -- reading back ------------------------------------------------------------------------
-    def computed(self, version: int) -> list[dict[str, Any]]:
-        """The final results a version computed, published or not (its window items)."""
+    def computed(self, version: int, final_only: bool = True) -> list[dict[str, Any]]:
+        """The results a version computed, published or not (its window items)."""
         prefix = keys.key_pk(self.pipeline.name, version, "")
         found: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {
@@ -226,23 +236,30 @@ class LocalReplay:
             for item in page.get("Items", []):
                 if "result_json" in item:
                     result = json.loads(item["result_json"]["S"])
-                    if result.get("final"):
+                    if result.get("final") or not final_only:
                         found.append(result)
             if not page.get("LastEvaluatedKey"):
                 return found
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def output(self) -> ReplayOutput:
-        computed = {v: self.computed(v) for v in (self.live.version, self.replay.version)}
-        self.live.windows = len(computed[self.live.version])
-        self.replay.windows = len(computed[self.replay.version])
+        published = readback.results(self.deployment)
+        on_sink = {r["idempotency_key"] for r in published}  # a re-publication is one
+        computed = {}
+        for run in (self.live, self.replay):
+            computed[run.version] = self.computed(run.version)
+            run.windows = len(computed[run.version])
+            # Whose a result is: its idempotency key includes the version that computed it.
+            mine = {r["idempotency_key"] for r in self.computed(run.version, final_only=False)}
+            run.published = len(on_sink & mine)
         self.replay.caught_up = caught_up(self.progress())
         return ReplayOutput(
             self.live, self.replay, self.progress(),
             switched=self.versions.active() == self.replay.version,
             expired_items=self.expired,
-            published=readback.results(self.deployment),
+            published=published,
             computed=computed,
+            faults=self.chaos.report() if self.chaos is not None else None,
         )
 
 
@@ -250,17 +267,16 @@ def _queue(name: str) -> str:
     return client("sqs").create_queue(QueueName=name)["QueueUrl"]
 
 
-def _drive(esm: Any, closer: Any, tick: Callable[[], Any] | None = None) -> int:
+def _drive(
+    esm: Any, closer: Any, chaos: Chaos | None, tick: Callable[[], Any] | None = None
+) -> None:
     """Deliver until the mapping has read everything, a closer run after each round, as
-    the local runner does; returns the results published."""
-    published = 0
+    the local runner does."""
     while esm.pending():
         esm.deliver_round()
-        out = closer.handler({}, LambdaContext("tidegate-closer"))
-        published += int(out["results_published"])
+        _run_closer(closer, chaos, flush=False)
         if tick is not None:
             tick()
-    return published
 
 
 def replay_local(
@@ -273,10 +289,11 @@ def replay_local(
     batch_size: int = 100,
     endpoint_url: str | None = None,
     progress_cb: Progress | None = None,
+    chaos_seed: int | None = None,
 ) -> ReplayOutput:
     """`tidegate replay` locally: live run over `lines`, replay from `start`, then switch
     (if asked) and close the replay version's remaining windows."""
-    replay = LocalReplay(pipeline, shards, batch_size)
+    replay = LocalReplay(pipeline, shards, batch_size, chaos_seed)
     with replay.running(endpoint_url):
         replay.feed_live(lines)
         replay.build(start, version, progress_cb)

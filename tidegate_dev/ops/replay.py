@@ -40,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     local.add_argument("--shards", type=int, default=1)
     local.add_argument("--batch-size", type=int, default=100)
     local.add_argument("--endpoint-url", help="an AWS-compatible endpoint instead of moto")
+    local.add_argument("--chaos", type=int, metavar="SEED",
+                       help="inject faults reproducibly, as `local run --chaos` does")
     deployed = parser.add_argument_group("deployed (a stack built with -c replayVersion=N)")
     deployed.add_argument("--deployed", action="store_true",
                           help="drive the replay of a deployed stack through boto3")
@@ -91,7 +93,7 @@ def replay(args: argparse.Namespace) -> int:
             output = replay_local(
                 pipeline, lines, start, version=args.version, switch=args.switch,
                 shards=args.shards, batch_size=args.batch_size,
-                endpoint_url=args.endpoint_url, progress_cb=bar,
+                endpoint_url=args.endpoint_url, progress_cb=bar, chaos_seed=args.chaos,
             )
     except ReplayError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -105,6 +107,8 @@ def replay(args: argparse.Namespace) -> int:
         "handover_watermark": output.handover_watermark,
         "expired_items": output.expired_items,
     }
+    if output.faults is not None:
+        summary["faults"] = output.faults
     if not args.json:
         out.print(versions_table(output.rows()))
         out.print(partitions_table(output.partitions))
