@@ -16,6 +16,7 @@ import dataclasses
 import json
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -118,6 +119,9 @@ class LocalReplay:
                 tidegate.aws.CLIENT_HOOKS.append(self.chaos.hook)  # clients made from here
                 stack.callback(tidegate.aws.CLIENT_HOOKS.remove, self.chaos.hook)
                 stack.enter_context(self.chaos.quick_backoff())
+                # A crashed invocation flushes no metrics; Powertools warns each time.
+                stack.enter_context(warnings.catch_warnings())
+                warnings.filterwarnings("ignore", message="No application metrics to publish")
             stack.enter_context(endpoint(endpoint_url))
             # A shared endpoint may hold other runs: this one's resources get their own names.
             suffix = f"-{uuid.uuid4().hex[:8]}"
