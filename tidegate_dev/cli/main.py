@@ -58,13 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check pipeline files and exit")
     validate.add_argument("pipelines", nargs="+")
 
-    from tidegate_dev.ops import produce, status, tail
+    from tidegate_dev.ops import dlq, produce, status, tail
 
     produce.add_arguments(commands.add_parser(
         "produce", help="send generated (or file) events to a pipeline's source stream"))
     status.add_arguments(commands.add_parser(
         "status", help="watermarks, open windows, DLQ and results; non-zero if it needs you"))
     tail.add_arguments(commands.add_parser("tail", help="follow the sink, print results"))
+    dlq.add_arguments(commands.add_parser(
+        "dlq", help="dead letters: list reasons, show messages, redrive (optionally fixed)"))
 
     from tidegate_dev.bench.cli import add_arguments as bench_arguments
 
@@ -94,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tidegate_dev.bench.report import bench
 
             return bench(args)
-        if args.command in ("produce", "status", "tail"):
+        if args.command in ("produce", "status", "tail", "dlq"):
             from importlib import import_module
 
             module = import_module(f"tidegate_dev.ops.{args.command}")
