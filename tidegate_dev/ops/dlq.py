@@ -191,10 +191,6 @@ def summarize(letters: list[Letter]) -> list[dict[str, Any]]:
     return out
 
 
-def _time(ms: int | None) -> str:
-    return "-" if ms is None else format_ms(ms)
-
-
 def render_list(url: str, rows: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
@@ -202,14 +198,18 @@ def render_list(url: str, rows: list[dict[str, Any]]) -> None:
 
     total = sum(r["messages"] for r in rows)
     records = sum(r["records"] for r in rows)
-    table = Table(title=f"{url}: {total} message(s), {records} distinct record(s)")
-    for column in ("reason", "messages", "records", "first arrival", "last arrival",
-                   "example detail"):
-        table.add_column(column, overflow="fold")
+    table = Table(title=f"{url}\n{total} message(s), {records} distinct record(s); "
+                        "nothing was consumed")
+    table.add_column("reason", no_wrap=True)
+    table.add_column("messages", justify="right")
+    table.add_column("records", justify="right")
+    table.add_column("oldest arrival", no_wrap=True)
+    table.add_column("example detail", overflow="fold")
     for row in rows:
+        oldest = row["first_arrival_ms"]
         table.add_row(row["reason"], str(row["messages"]), str(row["records"]),
-                      _time(row["first_arrival_ms"]), _time(row["last_arrival_ms"]),
-                      (row["example"] or "")[:120])
+                      "-" if oldest is None else format_ms(oldest)[:19].replace("T", " "),
+                      (row["example"] or "")[:100])
     out.print(table)
 
 
@@ -463,7 +463,8 @@ def render_redrive(report: RedriveReport, job: Redrive, dry_run: bool) -> None:
                   f"{source.get('position')}: {escape(why)}", soft_wrap=True)
     if report.refused:
         names = Counter(str(x.pipeline) for x in report.refused)
-        listed = ", ".join(f"'{n}' x{c}" for n, c in names.items())
+        listed = ", ".join(f"'{n}'" + (f" ({c})" if len(names) > 1 else "")
+                           for n, c in names.items())
         err.print(
             f"[bold red]refused:[/] {len(report.refused)} message(s) were dead-lettered by "
             f"pipeline {listed}, not '{job.pipeline.name}'; they stay in the DLQ. To put them "
@@ -514,13 +515,13 @@ def dlq(args: argparse.Namespace) -> int:
 
 def _redrive(args: argparse.Namespace, targets: Targets, queue: Queue) -> int:
     pipeline = targets.pipeline
-    if args.force and args.to_pipeline != pipeline.name:
-        raise SystemExit(
-            f"error: --force redrives other pipelines' dead letters into this one: name it "
-            f"with --to-pipeline {pipeline.name} (got {args.to_pipeline!r})")
     if args.to_pipeline and args.to_pipeline != pipeline.name:
         raise SystemExit(f"error: --to-pipeline {args.to_pipeline!r} is not the pipeline of "
                          f"{args.pipeline} ('{pipeline.name}'), whose source is the target")
+    if args.force and not args.to_pipeline:
+        raise SystemExit(
+            f"error: --force redrives other pipelines' dead letters into this one: name it "
+            f"with --to-pipeline {pipeline.name}")
     if pipeline.source.type == "msk" and not args.kafka_bootstrap and not args.dry_run:
         raise SystemExit("error: this pipeline reads a Kafka topic: give --kafka-bootstrap "
                          "HOST:PORT to redrive onto it")
