@@ -28,6 +28,11 @@ def _local_run_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
+        "--follow", action="store_true",
+        help="after the input, keep reading the source (e.g. `tidegate dlq redrive`) until "
+             "Ctrl-C or SIGTERM; resources keep the names the ops commands look for",
+    )
+    parser.add_argument(
         "--timeline", metavar="PNG",
         help="draw the run: events, watermark and windows over arrival order",
     )

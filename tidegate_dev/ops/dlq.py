@@ -252,7 +252,7 @@ def render_show(shown: list[dict[str, Any]]) -> None:
 
     for i, item in enumerate(shown, 1):
         out.print(f"[bold]#{i} {escape(item['reason'])}[/]  pipeline {item['pipeline']}  "
-                  f"message {item['message_id']}")
+                  f"message {item['message_id']}", soft_wrap=True)
         where = "  ".join(f"{k} {v}" for k, v in item["source"].items() if v is not None)
         out.print(f"  source   {escape(where)}", soft_wrap=True)
         if item.get("redrive_of"):
@@ -460,7 +460,7 @@ def render_redrive(report: RedriveReport, job: Redrive, dry_run: bool) -> None:
     for letter, why in report.kept:
         source = letter.source
         out.print(f"  kept in the DLQ: {escape(letter.reason)} at {source.get('partition')} "
-                  f"{source.get('position')}: {escape(why)}", soft_wrap=True)
+                  f"position {source.get('position')}: {escape(why)}", soft_wrap=True)
     if report.refused:
         names = Counter(str(x.pipeline) for x in report.refused)
         listed = ", ".join(f"'{n}'" + (f" ({c})" if len(names) > 1 else "")
