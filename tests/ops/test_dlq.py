@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 import json
 import os
+import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from botocore.exceptions import ClientError
 
 from tests.support import Deployed, deployed
@@ -21,7 +24,7 @@ from tidegate_dev.cli.main import main
 from tidegate_dev.local import readback
 from tidegate_dev.local.context import LambdaContext
 from tidegate_dev.local.esm import KinesisEventSourceMapping
-from tidegate_dev.local.runner import put_events
+from tidegate_dev.local.runner import put_events, read_event_lines, run_pipeline
 from tidegate_dev.ops import dlq
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -239,3 +242,38 @@ def test_redrive_refuses_another_pipelines_dead_letters(
         assert _redriven_on_stream(d) == [
             redrive.redrive_id("billing", "shardId-000000000003", "17")]
         assert _depth(d.deployment.dlq_url) == 0
+
+
+def test_a_followed_local_run_ingests_what_is_redriven_meanwhile(
+    moto_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's walk-through: `local run --follow`, then `dlq redrive` from outside."""
+    spec = yaml.safe_load(Path(PIPELINE).read_text(encoding="utf-8"))
+    spec["name"] = f"follow-{uuid.uuid4().hex[:6]}"  # a followed run keeps fixed names
+    spec["source"]["stream"] = f"{spec['name']}-events"
+    spec["sink"]["stream"] = f"{spec['name']}-results"
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    pipeline = load_pipeline_file(path)
+    lines = read_event_lines(ROOT / "examples" / "dlq_events.jsonl")
+    redriven: list[dict[str, Any]] = []
+
+    class Follow:
+        stop = threading.Event()
+
+        def caught_up(self, url: str, deployment: Any) -> None:
+            # Another process would do this: the run is waiting for more records.
+            capsys.readouterr()
+            main(["dlq", "redrive", str(path), "--endpoint-url", url,
+                  "--fix", "examples.dlq_fix:repair"])
+            redriven.append(json.loads(capsys.readouterr().out.splitlines()[-1]))
+            self.stop.set()
+
+    output = run_pipeline(pipeline, lines, endpoint_url=moto_url, follow=Follow())
+    assert redriven == [{"redriven": 2, "kept": 2, "refused": 0, "dry_run": False}]
+    assert {r["key"]["userId"]: r["aggregates"] for r in output.results} == {
+        "u1": {"count": 4, "total_value": 13, "max_value": 10},
+        "u2": {"count": 2, "total_value": -6.5, "max_value": 1},
+    }
+    assert output.summary == {"events_in": 8, "aggregated": 6, "late": 0, "dead_lettered": 2,
+                              "duplicates_skipped": 0, "results": 2}
