@@ -73,7 +73,7 @@ def _cli(capsys: pytest.CaptureFixture[str], d: Deployed, *args: str) -> tuple[i
     capsys.readouterr()
     code = main(["dlq", args[0], PIPELINE, "--endpoint-url", os.environ["AWS_ENDPOINT_URL"],
                  "--stream", d.deployment.source_stream, "--dlq-url", d.deployment.dlq_url,
-                 *args[1:]])
+                 "--table", d.deployment.table, *args[1:]])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -180,10 +180,13 @@ def test_redrive_repairs_and_applies_once_even_when_interrupted(
     assert len(_redriven_on_stream(d)) == 3
     assert _depth(d.deployment.dlq_url) == 5  # all still there (released at once)
 
-    # WHEN it is run again, to completion
-    code, out, _ = _cli(capsys, d, "redrive", "--fix", "examples.dlq_fix:repair")
+    # WHEN it is run again, to completion, with a fix that has changed meanwhile (naive
+    # times now read as UTC-1: the record would land in a window an hour later)
+    code, out, _ = _cli(capsys, d, "redrive", "--fix", "tests.ops.dlq_fixes:repair_as_azores")
     assert json.loads(out.splitlines()[-1])["redriven"] == 3
     assert "the fix cannot repair it" in out
+    # (the record went again as the first run put it, so that it counts once)
+    assert " ".join(out.split()).count("was redriven before as other bytes") == 2
     copies = _redriven_on_stream(d)
     assert len(copies) == 6 and len(set(copies)) == 2
 
@@ -193,10 +196,11 @@ def test_redrive_repairs_and_applies_once_even_when_interrupted(
     totals = d.totals()
 
     # THEN each repaired record counts once, every other copy is a skipped duplicate
-    results = {r["key"]["userId"]: r["aggregates"] for r in readback.results(d.deployment)}
+    results = {(r["key"]["userId"], r["window_start"]): r["aggregates"]
+               for r in readback.results(d.deployment)}
     assert results == {
-        "u1": {"count": 4, "total_value": 13, "max_value": 10},
-        "u2": {"count": 2, "total_value": -6.5, "max_value": 1},
+        ("u1", T0): {"count": 4, "total_value": 13, "max_value": 10},
+        ("u2", T0): {"count": 2, "total_value": -6.5, "max_value": 1},
     }
     assert totals["duplicates_skipped"] == 4
     left = readback.distinct_records(readback.drain_queue(d.deployment.dlq_url))
@@ -271,9 +275,10 @@ def test_a_followed_local_run_ingests_what_is_redriven_meanwhile(
 
     output = run_pipeline(pipeline, lines, endpoint_url=moto_url, follow=Follow())
     assert redriven == [{"redriven": 2, "kept": 2, "refused": 0, "dry_run": False}]
-    assert {r["key"]["userId"]: r["aggregates"] for r in output.results} == {
-        "u1": {"count": 4, "total_value": 13, "max_value": 10},
-        "u2": {"count": 2, "total_value": -6.5, "max_value": 1},
+    assert {(r["key"]["userId"], r["window_start"]): r["aggregates"]
+            for r in output.results} == {
+        ("u1", T0): {"count": 4, "total_value": 13, "max_value": 10},
+        ("u2", T0): {"count": 2, "total_value": -6.5, "max_value": 1},
     }
     assert output.summary == {"events_in": 8, "aggregated": 6, "late": 0, "dead_lettered": 2,
                               "duplicates_skipped": 0, "results": 2}

@@ -39,6 +39,11 @@ from tidegate_dev.ops.common import Targets
 _HIDE_S = 300  # longer than a listing or a redrive page takes
 _MAX_MESSAGES = 100_000  # a listing stops here (a queue this deep is read in parts)
 _DATA_PREVIEW = 400
+# The redrive's record of what it put back (state table, one item per redriven record).
+_LEDGER_PREFIX = "R#"
+_LEDGER_SK = "redrive"
+_LEDGER_TTL_S = 15 * 24 * 3600  # past SQS's longest retention: no message outlives it
+_MAX_LEDGER_BYTES = 350_000  # DynamoDB items hold 400 KB
 
 Fix = Callable[[Any], Any]
 
@@ -339,6 +344,7 @@ class Redrive:
         self.force = force
         self.kafka_bootstrap = kafka_bootstrap
         self.decoder = _decoder(self.pipeline)
+        self.changed: list[Letter] = []  # redriven before as other bytes: those went again
 
     def plan(self, letters: list[Letter]) -> Plan:
         plan = Plan()
@@ -365,6 +371,10 @@ class Redrive:
             if record is None:
                 plan.kept.append((letter, "the fix cannot repair it (returned None)"))
                 continue
+            if len(record) > _MAX_LEDGER_BYTES:
+                plan.kept.append((letter, f"{len(record)} bytes: too large to redrive exactly "
+                                          "once (the redrive records them in a state item)"))
+                continue
             try:
                 self.decoder.decode_bytes(record)
             except Rejected as rej:
@@ -373,17 +383,42 @@ class Redrive:
             plan.put.append((letter, record))
         return plan
 
-    def envelope(self, letter: Letter, record: bytes) -> bytes:
+    @staticmethod
+    def redrive_id(letter: Letter) -> str:
         original = letter.original
-        rid = redrive.redrive_id(str(letter.pipeline), str(original.get("partition")),
-                                 str(original.get("position")))
-        return redrive.wrap(record, rid, original)
+        return redrive.redrive_id(str(letter.pipeline), str(original.get("partition")),
+                                  str(original.get("position")))
+
+    def envelope(self, letter: Letter, record: bytes) -> bytes:
+        return redrive.wrap(record, self.redrive_id(letter), letter.original)
+
+    def settle(self, chosen: list[tuple[Letter, bytes]]) -> list[tuple[Letter, bytes]]:
+        """The bytes each record goes back as. The first redrive of a record writes them to
+        the state table; a later one (an interrupted redrive run again, a duplicate message)
+        puts those same bytes, even if the fix changed meanwhile, so that every copy lands in
+        the state item that knows its redrive id."""
+        from tidegate.state.dynamodb import DynamoStore
+
+        store = DynamoStore(self.targets.table)
+        expire_at = int(time.time()) + _LEDGER_TTL_S
+        settled = []
+        for letter, record in chosen:
+            rid = self.redrive_id(letter)
+            earlier = store.put_new({"PK": f"{_LEDGER_PREFIX}{rid}", "SK": _LEDGER_SK,
+                                     "data": record, "at": int(time.time() * 1000),
+                                     "expire_at": expire_at})
+            if earlier is not None and bytes(earlier["data"]) != record:
+                self.changed.append(letter)
+                record = bytes(earlier["data"])
+            settled.append((letter, record))
+        return settled
 
     def put(self, chosen: list[tuple[Letter, bytes]]) -> None:
         from tidegate_dev.local.producer import partition_key
 
         if not chosen:
             return
+        chosen = self.settle(chosen)
         # The aggregation key as partition key, as producers must (it orders a key's records).
         keys = [partition_key(self.pipeline, record) for _, record in chosen]
         values = [self.envelope(letter, record) for letter, record in chosen]
@@ -461,6 +496,12 @@ def render_redrive(report: RedriveReport, job: Redrive, dry_run: bool) -> None:
         source = letter.source
         out.print(f"  kept in the DLQ: {escape(letter.reason)} at {source.get('partition')} "
                   f"position {source.get('position')}: {escape(why)}", soft_wrap=True)
+    for letter in job.changed:
+        source = letter.source
+        out.print(f"  note: {escape(letter.reason)} at {source.get('partition')} position "
+                  f"{source.get('position')} was redriven before as other bytes (has the fix "
+                  "changed?); it went again as it did then, so that it counts once",
+                  soft_wrap=True)
     if report.refused:
         names = Counter(str(x.pipeline) for x in report.refused)
         listed = ", ".join(f"'{n}'" + (f" ({c})" if len(names) > 1 else "")
