@@ -25,7 +25,7 @@ from tidegate_dev.local import readback
 from tidegate_dev.local.context import LambdaContext
 from tidegate_dev.local.esm import KinesisEventSourceMapping
 from tidegate_dev.local.runner import put_events, read_event_lines, run_pipeline
-from tidegate_dev.ops import dlq
+from tidegate_dev.ops import dlq_read
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINE = str(ROOT / "pipelines" / "clickstream.yaml")
@@ -161,7 +161,7 @@ def test_redrive_repairs_and_applies_once_even_when_interrupted(
 ) -> None:
     d, mapping = pipeline_run
     # The DLQ is at least once: the naive-time record's message arrives twice.
-    letters = dlq.read_all(dlq.Queue(d.deployment.dlq_url, confirm_wait_s=0))
+    letters = dlq_read.read_all(dlq_read.Queue(d.deployment.dlq_url, confirm_wait_s=0))
     naive = next(x for x in letters if x.data() == NAIVE)
     client("sqs").send_message(QueueUrl=d.deployment.dlq_url,
                                MessageBody=json.dumps(naive.body))
