@@ -282,3 +282,46 @@ def test_a_followed_local_run_ingests_what_is_redriven_meanwhile(
     }
     assert output.summary == {"events_in": 8, "aggregated": 6, "late": 0, "dead_lettered": 2,
                               "duplicates_skipped": 0, "results": 2}
+
+
+def test_redrive_onto_a_kafka_topic_applies_once(
+    moto_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tidegate_dev.local.delivery import BatchDelivery
+    from tidegate_dev.local.kafka import KafkaEventSourceMapping, create_topic, produce
+    from tidegate_dev.local.producer import partition_key
+
+    spec = yaml.safe_load(Path(PIPELINE).read_text(encoding="utf-8"))
+    topic = f"clicks-{uuid.uuid4().hex[:6]}"
+    spec["source"] = {"type": "msk", "topic": topic}
+    path = tmp_path / "msk.yaml"
+    path.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    pipeline = load_pipeline_file(path)
+    bootstrap = create_topic(None, topic, 1)  # the in-process mock cluster
+    with deployed(pipeline, moto_url) as d:
+        produce(bootstrap, topic, [partition_key(pipeline, x) for x in LINES], LINES)
+        # A mapping that keeps its consumers when caught up (a local run's closes them).
+        mapping = type("Following", (KafkaEventSourceMapping,),
+                       {"pending": BatchDelivery.pending})(bootstrap, topic, d.ingest.handler)
+        _drain(mapping, d)
+        letters = dlq_read.read_all(dlq_read.Queue(d.deployment.dlq_url, confirm_wait_s=0))
+        assert {x.source["partition"] for x in letters} == {f"{topic}-0"}
+
+        args = ["redrive", str(path), "--endpoint-url", os.environ["AWS_ENDPOINT_URL"],
+                "--dlq-url", d.deployment.dlq_url, "--table", d.deployment.table,
+                "--kafka-bootstrap", bootstrap, "--fix", "examples.dlq_fix:repair"]
+        # GIVEN a redrive interrupted between the put and the delete, then run again
+        with crash_on("DeleteMessageBatch"), pytest.raises(ClientError, match="injected"):
+            main(["dlq", *args])
+        assert main(["dlq", *args]) == 1  # two stay in the queue
+        assert json.loads(capsys.readouterr().out.splitlines()[-1])["redriven"] == 2
+
+        # WHEN the mapping reads the topic on, THEN each repaired record counts once
+        _drain(mapping, d)
+        d.close(flush=True)
+        results = {(r["key"]["userId"], r["window_start"]): r["aggregates"]["count"]
+                   for r in readback.results(d.deployment)}
+        assert results == {("u1", T0): 4, ("u2", T0): 2}
+        assert d.totals()["duplicates_skipped"] == 2
+        for part in mapping.partitions:
+            part.consumer.close()
