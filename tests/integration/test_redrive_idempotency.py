@@ -7,10 +7,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from tests.support import BASE_MS, SHARD0, deployed, line, seq
+from tests.support import BASE_MS, SHARD0, aggregates_of, deployed, line, seq
 from tidegate import redrive
 from tidegate.spec import Pipeline
 from tidegate_dev.local import readback
+from tidegate_dev.local.runner import run_pipeline
 
 ORIGINAL = {"partition": SHARD0, "position": seq(2), "partition_key": "pk", "arrival_ms": 1}
 
@@ -72,3 +73,30 @@ def test_a_redriven_record_that_fails_again_keeps_its_origin(
         assert base64.b64decode(message["data_b64"]) == bad
         # Counted as the record it came from (one record, whatever its copies).
         assert list(readback.distinct_records(dead)) == [(SHARD0, seq(2))]
+
+
+def test_copies_apply_once_under_chaos(
+    moto_url: str, make_pipeline: Callable[..., Pipeline]
+) -> None:
+    """Crashes between and after the writes, lost responses and duplicate deliveries: the
+    copies of a redriven record still count once, as the record itself does in a clean run."""
+    pipeline = make_pipeline()
+    events = [line(f"u{i % 3}", BASE_MS + 700 * i, i) for i in range(30)]
+    fixed = [line("u1", BASE_MS + 3_100, 100), line("u2", BASE_MS + 9_100, 200)]
+    origins = [dict(ORIGINAL, position=seq(90 + i)) for i in range(len(fixed))]
+    copies = [_copy(record, origin) for record, origin in zip(fixed, origins, strict=True)]
+    # One shard: the copies meet the watermark exactly where the records do in the clean run.
+    clean = run_pipeline(pipeline, events[:10] + fixed + events[10:], batch_size=7,
+                         endpoint_url=moto_url)
+    # Three copies of each: the second while their windows are open, the third once final.
+    noisy = events[:10] + copies + events[10:13] + copies[::-1] + events[13:] + copies
+    for seed in (3, 11):
+        run = run_pipeline(pipeline, noisy, batch_size=7, endpoint_url=moto_url,
+                           chaos_seed=seed)
+        assert aggregates_of(run.results) == aggregates_of(clean.results), seed
+        assert run.summary["aggregated"] == clean.summary["aggregated"] == 32
+        assert run.summary["dead_lettered"] == 0
+        # The later copies are not late: they are duplicates, whatever the watermark.
+        assert run.summary["late"] == clean.summary["late"]
+        assert run.summary["duplicates_skipped"] >= 4
+        assert run.chaos, "no fault injected"
