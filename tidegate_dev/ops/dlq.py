@@ -122,8 +122,7 @@ def _redrive(args: argparse.Namespace, targets: Targets, queue: Queue) -> int:
         raise SystemExit("error: --fix rewrites JSON records; this pipeline reads avro "
                          "(redrive without --fix, e.g. after registering a schema version)")
     job = Redrive(targets, fix=load_fix(args.fix) if args.fix else None, reason=args.reason,
-                  force=args.force,
-                  kafka_bootstrap=args.kafka_bootstrap)
+                  force=args.force, kafka_bootstrap=args.kafka_bootstrap)
     report = run_redrive(job, queue, dry_run=args.dry_run, limit=args.limit)
     render_redrive(report, job, args.dry_run)
     print(json.dumps({"redriven": len(report.redriven), "kept": len(report.kept),

@@ -106,7 +106,7 @@ class Queue:
     def _receive(self, wait_s: int) -> list[dict[str, Any]]:
         out = self.sqs.receive_message(
             QueueUrl=self.url, MaxNumberOfMessages=10, VisibilityTimeout=_HIDE_S,
-            WaitTimeSeconds=wait_s, AttributeNames=["SentTimestamp"],
+            WaitTimeSeconds=wait_s,
         )
         return list(out.get("Messages", []))
 
