@@ -114,7 +114,10 @@ class Ingestor:
         valid: list[tuple[SourceRecord, Event]] = []
         for record in records:
             try:
-                event = self.decoder.decode_b64(record.data_b64)
+                if record.headers is None:
+                    event = self.decoder.decode_b64(record.data_b64)
+                else:
+                    event = self.decoder.decode_headed(record.data_b64, record.headers)
                 if self.skew is not None and event.time_ms > record.arrival_ms + self.skew:
                     raise Rejected(
                         FUTURE_TIMESTAMP,
