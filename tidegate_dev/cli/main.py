@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         "status", help="watermarks, open windows, DLQ and results; non-zero if it needs you"))
     tail.add_arguments(commands.add_parser("tail", help="follow the sink, print results"))
 
+    from tidegate_dev.cli.schemas import add_arguments as schemas_arguments
+
+    schemas_arguments(commands.add_parser(
+        "schemas", help="schema versions: compatibility check, pydantic -> JSON Schema"))
+
     from tidegate_dev.bench.cli import add_arguments as bench_arguments
 
     bench_arguments(commands.add_parser(
@@ -94,6 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tidegate_dev.bench.report import bench
 
             return bench(args)
+        if args.command == "schemas":
+            from tidegate_dev.cli.schemas import schemas
+
+            return schemas(args)
         if args.command in ("produce", "status", "tail"):
             from importlib import import_module
 

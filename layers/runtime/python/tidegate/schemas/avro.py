@@ -281,9 +281,12 @@ class AvroDecoder(JsonDecoder):
         if upgrader is not None and isinstance(schema, RegistrySchema):
             from tidegate.schemas.registry import avro_fingerprint
 
-            for number, spec in schema.versions.items():
-                mark = spec.fingerprint or avro_fingerprint(avro_record(schema.inline(number)))
-                self._fingerprints.setdefault(mark, number)
+            # A version is known by its .avsc file's fingerprint and by that of its fields
+            # mapped to Avro as above (what `tidegate local run` registers).
+            for number, spec in sorted(schema.versions.items()):
+                marks = [avro_fingerprint(avro_record(schema.inline(number))), spec.fingerprint]
+                for mark in filter(None, marks):
+                    self._fingerprints.setdefault(mark, number)
 
     def _registry_version(self, version_id: uuid.UUID, writer: Any) -> int:
         number = self._versions.get(version_id)
