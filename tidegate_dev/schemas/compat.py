@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from tidegate.schemas.definitions import AVRO, parse_avro, to_fields
@@ -39,15 +40,18 @@ MODES = (
 class Version:
     number: int
     format: str
-    definition: Any
-    fields: dict[str, Any]  # the field dialect (schemas/definitions.py)
-    defaults: dict[str, Any]
+    source: Any  # the definition as written
+    definition: Any  # Avro: parsed, named types expanded
 
     @classmethod
     def of(cls, file: SchemaFile) -> Version:
-        fields, defaults = to_fields(file.format, file.definition)
         definition = parse_avro(file.definition) if file.format == AVRO else file.definition
-        return cls(file.version, file.format, definition, fields, defaults)
+        return cls(file.version, file.format, file.definition, definition)
+
+    @cached_property
+    def fields(self) -> dict[str, Any]:
+        """The field dialect (schemas/definitions.py); Avro pairs never need it."""
+        return to_fields(self.format, self.source)[0]
 
 
 @dataclass(frozen=True)
