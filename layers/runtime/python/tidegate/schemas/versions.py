@@ -35,6 +35,7 @@ from tidegate.rejections import (
     Rejected,
 )
 from tidegate.schemas.decode import Event, JsonDecoder, _describe, raw_bytes
+from tidegate.sources.msk import headers_of
 from tidegate.spec import Pipeline, RegistrySchema
 
 VERSION_HEADER = "schema-version"
@@ -148,7 +149,7 @@ class VersionedJsonDecoder(JsonDecoder):
         return self.to_event(self.upgrader.upgrade(obj[ENVELOPE_DATA], version))
 
     def decode_headed(self, data_b64: str, headers: list[dict[str, list[int]]]) -> Event:
-        value = _header(headers, VERSION_HEADER)
+        value = headers_of({"headers": headers}).get(VERSION_HEADER)  # type: ignore[typeddict-item]
         if value is None:
             return self.decode_b64(data_b64)
         version = parse_version(
@@ -156,17 +157,6 @@ class VersionedJsonDecoder(JsonDecoder):
         )
         raw = raw_bytes(data_b64)
         return self.to_event(self.upgrader.upgrade(_loads(raw), version))
-
-
-def _header(headers: list[dict[str, list[int]]], name: str) -> bytes | None:
-    """The last value of one Kafka header (Lambda gives values as lists of byte values,
-    Java's signed bytes possibly negative)."""
-    found = None
-    for header in headers:
-        values = header.get(name)
-        if values is not None:
-            found = bytes(v & 0xFF for v in values)
-    return found
 
 
 def _loads(raw: bytes) -> Any:
