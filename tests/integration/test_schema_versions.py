@@ -174,3 +174,25 @@ def test_avro_records_name_their_version_by_the_glue_header(pipeline: Pipeline) 
         f"schema version {stranger} matches no version of Reading in the pipeline's "
         "registry (v1, v2)"
     )
+
+
+EXAMPLE = Path(__file__).parents[2] / "pipelines" / "examples" / "evolution"
+
+
+def test_the_readme_walkthrough_runs_as_written(moto_url: str) -> None:
+    from tidegate_dev.local.runner import read_event_lines, run_pipeline
+
+    pipeline = load_pipeline_file(EXAMPLE / "pipeline.yaml")
+    out = run_pipeline(pipeline, read_event_lines(EXAMPLE / "events.jsonl"),
+                       endpoint_url=moto_url)
+    assert_same_typed(
+        sorted([r["key"]["shop"], r["window_start"], r["aggregates"]] for r in out.results),
+        [["berlin", 0, {"orders": 2, "revenue": 42.5, "items": 4}],
+         ["berlin", 10_000, {"orders": 1, "revenue": 4.0, "items": 1}],
+         ["paris", 0, {"orders": 2, "revenue": 13, "items": 3}]],
+    )
+    assert sorted(d["detail"] for d in out.dead_letters) == [
+        "Order v1: amount.int: Input should be a valid integer; "
+        "amount.float: Input should be a valid number",
+        "Order v3 is not a known version (the registry has v1, v2)",
+    ]
