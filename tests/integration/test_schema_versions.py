@@ -82,6 +82,8 @@ def test_old_and_new_producers_side_by_side(moto_url: str, pipeline: Pipeline) -
         (seq(5), enveloped(1, {**a, "v": "8", "note": "x"})),
         (seq(6), enveloped(9, {**a, "v": 16})),
         (seq(7), enveloped("two", {**a, "v": 32})),
+        # a time that is no time: the same reason as for plain records
+        (seq(8), enveloped(1, {**a, "ts": "yesterday", "v": 64, "note": "x"})),
     ]
     with deployed(pipeline, moto_url) as env:
         assert env.deliver(batch) == {"batchItemFailures": []}
@@ -101,6 +103,7 @@ def test_old_and_new_producers_side_by_side(moto_url: str, pipeline: Pipeline) -
     })
     dead = sorted((d["reason"], d["detail"]) for d in out.dead_letters)
     assert dead == [
+        ("invalid_timestamp", "Reading v1: ts: 'yesterday' is not an ISO-8601 time"),
         ("schema_violation", "Reading v1: note: Field required"),
         ("schema_violation", "Reading v1: v.int: Input should be a valid integer; "
                              "v.float: Input should be a valid number"),

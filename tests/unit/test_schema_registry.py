@@ -123,6 +123,14 @@ def test_a_field_the_dialect_cannot_hold_is_named_with_its_file(tmp_path: Path) 
     ]
 
 
+def test_a_default_its_field_refuses_is_named(tmp_path: Path) -> None:
+    bad = {**V2, "properties": {**V2["properties"], "qty": {"type": "integer", "default": "1"}}}
+    path = write(tmp_path, {"v1.json": V1, "v2.json": bad})
+    assert problems(path) == [
+        "schema: schemas/Reading/v2.json: default of qty: Input should be a valid integer"
+    ]
+
+
 def test_a_version_defined_twice_is_refused(tmp_path: Path) -> None:
     avsc = {"type": "record", "name": "Reading", "fields": [{"name": "user", "type": "string"}]}
     path = write(tmp_path, {"v1.json": V1, "v2.json": V2, "v2.avsc": avsc})

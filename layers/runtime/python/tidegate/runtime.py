@@ -91,7 +91,7 @@ class Runtime:
         if isinstance(self.pipeline.schema_, RegistrySchema):
             from tidegate.schemas.versions import Upgrader
 
-            upgrader = Upgrader(self.pipeline.schema_, model)
+            upgrader = Upgrader(self.pipeline.schema_, model, self.pipeline.event_time)
         if self.pipeline.format == "avro":
             from tidegate.schemas.avro import AvroDecoder, GlueSchemas
 

@@ -188,9 +188,26 @@ class RegistrySchema(_Model):
             unknown = sorted(set(spec.defaults) - set(spec.fields))
             if unknown:
                 problems.append(f"{spec.file}: defaults for unknown fields {unknown}")
+            elif spec.defaults and number in self._inline:
+                problems += self._default_problems(number, spec)
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _default_problems(self, number: int, spec: SchemaVersion) -> list[str]:
+        """A default its own field refuses would dead-letter every record that lacks it."""
+        from tidegate.schemas.compile import compile_inline
+
+        model = compile_inline(self._inline[number])
+        try:
+            model.model_validate(spec.defaults)
+        except ValidationError as exc:
+            return [
+                f"{spec.file}: default of {'.'.join(map(str, e['loc']))}: {e['msg']}"
+                for e in exc.errors()
+                if e["loc"] and e["loc"][0] in spec.defaults
+            ]
+        return []
 
     def inline(self, version: int) -> InlineSchema:
         """One version as an inline schema (its fields, in the dialect)."""

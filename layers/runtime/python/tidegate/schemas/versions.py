@@ -29,6 +29,7 @@ from pydantic import BaseModel, ValidationError
 
 from tidegate.rejections import (
     INVALID_JSON,
+    INVALID_TIMESTAMP,
     INVALID_UTF8,
     SCHEMA_VIOLATION,
     UNKNOWN_SCHEMA_VERSION,
@@ -48,10 +49,13 @@ _MAX_VERSION_CHARS = 12
 class Upgrader:
     """Validates values against their own version and upgrades them to the pipeline's."""
 
-    def __init__(self, schema: RegistrySchema, model: type[BaseModel]) -> None:
+    def __init__(
+        self, schema: RegistrySchema, model: type[BaseModel], time_field: str | None = None
+    ) -> None:
         from tidegate.schemas.compile import compile_version
 
         self.name = schema.name
+        self.time_field = time_field
         self.target = schema.version
         self.model = model
         self.known = ", ".join(f"v{n}" for n in sorted(schema.versions))
@@ -92,12 +96,15 @@ class Upgrader:
             self.model, upgraded, f"{self.name} v{version} -> v{self.target}"
         )
 
-    @staticmethod
-    def _validate(model: type[BaseModel], values: Any, label: str) -> BaseModel:
+    def _validate(self, model: type[BaseModel], values: Any, label: str) -> BaseModel:
         try:
             return model.model_validate(values)
         except ValidationError as exc:
-            raise Rejected(SCHEMA_VIOLATION, f"{label}: {_describe(exc)}") from None
+            errors = exc.errors(include_url=False, include_input=False)
+            # As in the plain decoder: a record wrong only in its event time has a bad time.
+            bad_time = bool(errors) and all(e["loc"][:1] == (self.time_field,) for e in errors)
+            reason = INVALID_TIMESTAMP if bad_time else SCHEMA_VIOLATION
+            raise Rejected(reason, f"{label}: {_describe(exc)}") from None
         except (ValueError, TypeError, OverflowError, RecursionError) as exc:
             raise Rejected(SCHEMA_VIOLATION, f"{label}: {type(exc).__name__}: {exc}") from None
 
