@@ -43,7 +43,7 @@ VERSION_HEADER = "schema-version"
 ENVELOPE_VERSION = "schema_version"
 ENVELOPE_DATA = "data"
 _ENVELOPE_MARK = f'"{ENVELOPE_VERSION}"'.encode()
-_MAX_VERSION_CHARS = 12
+_MAX_VERSION_CHARS = 24  # of a rejected version marker, in its dead letter
 
 
 class Upgrader:
@@ -116,7 +116,7 @@ def parse_version(text: Any, where: str) -> int:
         number = int(text)
         if number >= 1:
             return number
-    shown = repr(text)[:_MAX_VERSION_CHARS * 2]
+    shown = repr(text)[:_MAX_VERSION_CHARS]
     raise Rejected(UNKNOWN_SCHEMA_VERSION, f"{where}: {shown} is not a version number (1, 2, ...)")
 
 
@@ -143,9 +143,12 @@ class VersionedJsonDecoder(JsonDecoder):
         return JsonDecoder.decode_bytes(self, raw)
 
     def _decode_marked(self, raw: bytes) -> Event:
-        obj = _loads(raw)
+        try:
+            obj = json.loads(raw)
+        except (ValueError, RecursionError):
+            obj = None  # the plain path words what is wrong, as for any record
         if not (isinstance(obj, dict) and ENVELOPE_VERSION in obj):
-            # The key's name appeared inside a value: a plain record after all.
+            # Not an envelope (the key's name was inside a value): a plain record after all.
             return JsonDecoder.decode_bytes(self, raw)
         version = parse_version(obj[ENVELOPE_VERSION], f"envelope {ENVELOPE_VERSION}")
         if ENVELOPE_DATA not in obj:
