@@ -33,8 +33,6 @@ def decoder(make_pipeline: Callable[..., Pipeline]) -> VersionedJsonDecoder:
     return VersionedJsonDecoder(pipeline, model, Upgrader(pipeline.schema_, model, "ts"))
 
 
-
-
 def test_the_key_inside_a_value_is_a_plain_record(decoder: VersionedJsonDecoder) -> None:
     raw = json.dumps({"user": '"schema_version"', "ts": B, "v": 1.5}).encode()
     event = decoder.decode_bytes(raw)
