@@ -6,8 +6,11 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.support import BASE_MS as B
 from tidegate.rejections import Rejected
@@ -84,3 +87,35 @@ def test_a_kafka_header_names_the_version(decoder: VersionedJsonDecoder) -> None
     )
     # Other headers, and none, leave the record the pipeline's version.
     assert decoder.decode_headed(data, [{"trace": [1]}]).values == {"v": 2}
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                max_size=3),
+    max_leaves=8,
+)
+envelopes = st.fixed_dictionaries({"schema_version": json_values}, optional={
+    "data": st.one_of(json_values, st.fixed_dictionaries({}, optional={
+        "user": json_values, "ts": json_values, "v": json_values})),
+})
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(envelope=envelopes, version=st.binary(max_size=12))
+def test_any_envelope_or_header_is_an_event_or_a_reason(
+    decoder: VersionedJsonDecoder, envelope: dict[str, Any], version: bytes
+) -> None:
+    raw = json.dumps(envelope).encode()
+    for decode in (
+        lambda: decoder.decode_bytes(raw),
+        lambda: decoder.decode_headed(base64.b64encode(raw).decode(),
+                                      [{"schema-version": list(version)}]),
+    ):
+        try:
+            decode()
+        except Rejected as rej:
+            assert rej.reason in ("schema_violation", "unknown_schema_version",
+                                  "invalid_timestamp", "invalid_json", "key_too_large")
+            assert len(rej.detail) <= 700

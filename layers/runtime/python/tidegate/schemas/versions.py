@@ -43,6 +43,7 @@ VERSION_HEADER = "schema-version"
 ENVELOPE_VERSION = "schema_version"
 ENVELOPE_DATA = "data"
 _ENVELOPE_MARK = f'"{ENVELOPE_VERSION}"'.encode()
+_MAX_VERSION = 10**9
 _MAX_VERSION_CHARS = 24  # of a rejected version marker, in its dead letter
 
 
@@ -110,7 +111,7 @@ class Upgrader:
 
 
 def parse_version(text: Any, where: str) -> int:
-    if isinstance(text, int) and not isinstance(text, bool) and text >= 1:
+    if isinstance(text, int) and not isinstance(text, bool) and 1 <= text < _MAX_VERSION:
         return text
     if isinstance(text, str) and text.isascii() and text.isdigit() and len(text) < 10:
         number = int(text)
