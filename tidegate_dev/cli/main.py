@@ -73,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_arguments(commands.add_parser(
         "dlq", help="dead letters: list reasons, show messages, redrive (optionally fixed)"))
 
+    from tidegate_dev.cli.schemas import add_arguments as schemas_arguments
+
+    schemas_arguments(commands.add_parser(
+        "schemas", help="schema versions: compatibility check, pydantic -> JSON Schema"))
+
     from tidegate_dev.bench.cli import add_arguments as bench_arguments
 
     bench_arguments(commands.add_parser(
@@ -101,6 +106,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tidegate_dev.bench.report import bench
 
             return bench(args)
+        if args.command == "schemas":
+            from tidegate_dev.cli.schemas import schemas
+
+            return schemas(args)
         if args.command in ("produce", "status", "tail", "dlq"):
             from importlib import import_module
 

@@ -118,14 +118,14 @@ class Ingestor:
         for record in records:
             try:
                 try:
-                    event = self.decoder.decode_b64(record.data_b64)
+                    event = self._decode(record)
                 except Rejected:
                     # A redriven record's envelope fails every decoder: looking for it
                     # only here costs the records without one nothing.
                     if not redrive.unwrap(record):
                         raise
                     redriven = True
-                    event = self.decoder.decode_b64(record.data_b64)
+                    event = self._decode(record)
                 if self.skew is not None and event.time_ms > record.arrival_ms + self.skew:
                     raise Rejected(
                         FUTURE_TIMESTAMP,
@@ -175,6 +175,11 @@ class Ingestor:
         outcome.failed = failed
         self._advance_watermarks(valid, failed, now, state)
         return outcome
+
+    def _decode(self, record: SourceRecord) -> Event:
+        if record.headers is None:
+            return self.decoder.decode_b64(record.data_b64)
+        return self.decoder.decode_headed(record.data_b64, record.headers)
 
     def _send(
         self, output: QueueOutput, messages: list[dict[str, Any]], records: list[SourceRecord]
