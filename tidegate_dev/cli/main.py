@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench_arguments(commands.add_parser(
         "bench", help="throughput, write cost, cold start, close latency and $ against targets"))
+
+    from tidegate_dev.plan.cli import add_arguments as plan_arguments
+
+    plan_arguments(commands.add_parser(
+        "plan", help="capacity and $/hour for a rate and key count, from bench's measurements"))
     return parser
 
 
@@ -94,6 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tidegate_dev.bench.report import bench
 
             return bench(args)
+        if args.command == "plan":
+            from tidegate_dev.plan.cli import plan
+
+            return plan(args)
         if args.command in ("produce", "status", "tail"):
             from importlib import import_module
 
