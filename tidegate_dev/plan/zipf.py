@@ -56,7 +56,8 @@ class Zipf:
         """Expected distinct keys among `draws` independent events."""
         if draws <= 0:
             return 0.0
-        return self.total(lambda p: -math.expm1(-draws * p))
+        # 1 - (1 - p)**draws, the chance a key appears at least once
+        return self.total(lambda p: -math.expm1(draws * math.log1p(-p)) if p < 1 else 1.0)
 
     def ranks_above(self, share: float) -> int:
         """How many keys carry more than `share` of the events each."""
