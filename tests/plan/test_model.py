@@ -224,3 +224,33 @@ def test_bad_workloads_are_refused_with_the_field_named() -> None:
         Model(uniform(0, 10), SHAPE, CAL, FAST)
     with pytest.raises(ValueError, match=r"--batch-size must be 1..10,000"):
         Model(uniform(10, 10, batch_size=20_000), SHAPE, CAL, FAST)
+
+
+def test_msk_sizes_partitions_and_brokers() -> None:
+    # GIVEN 100,000 events/s of 1,000 B from an MSK topic (100 MB/s in)
+    msk = dataclasses.replace(SHAPE, source="msk")
+    p = plan(uniform(100_000, 1_000_000, event_bytes=1_000), shape=msk, a=Assumptions())
+    partitions = p.source["partitions"]
+    # One batch at a time per partition: no ParallelizationFactor for Kafka mappings.
+    assert p.ingest["parallelization_factor"] == 1
+    assert p.ingest["concurrency"] == partitions
+    # Brokers: at least 3, 1,000 replicas each (replication 3), 10 MB/s in each.
+    brokers = max(3, math.ceil(partitions * 3 / 1_000), math.ceil(100 / 10))
+    assert p.source["brokers"] == brokers
+    stored_gb = 100_000 * 1_000 * 3 * 24 * 3_600 / 1e9
+    assert p.usd_per_hour["msk_source"] == pytest.approx(
+        brokers * 0.21 + stored_gb * 0.10 / 730)
+    assert "kinesis_source" not in p.usd_per_hour
+
+
+def test_sessions_end_when_a_gap_passes_without_events() -> None:
+    # Uniform keys each at 1,000 / 100,000 = 0.01 events/s: a session ends after an event
+    # when no other follows within the 30 s gap, probability exp(-0.01 * 30).
+    session = dataclasses.replace(SHAPE, window="session", size_s=30, slide_s=30, pane_s=30)
+    p = plan(uniform(1_000, 100_000), shape=session)
+    assert p.closer["period_s"] == 60
+    assert p.closer["windows_per_period"] == pytest.approx(
+        60 * 1_000 * math.exp(-0.01 * 30), rel=1e-6)
+    # Keys with an event every second almost never pause for 30 s.
+    busy_keys = plan(uniform(1_000, 1_000), shape=session)
+    assert busy_keys.closer["windows_per_period"] < 1e-6

@@ -59,6 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=Assumptions.ingest_concurrency,
                         help="DynamoDB requests in flight per ingest invocation (default 1, "
                              "as the ingest does today)")
+    parser.add_argument("--closer-concurrency", type=_positive(int, "--closer-concurrency"),
+                        default=Assumptions.closer_concurrency,
+                        help="windows in flight per closer worker (default 1, as the closer "
+                             "does today)")
     parser.add_argument("--close-within", type=_positive(float, "--close-within"),
                         default=Assumptions.close_within_s, metavar="SECONDS",
                         help="close a period's windows within this (default 10)")
@@ -110,7 +114,8 @@ def plan(args: argparse.Namespace) -> int:
         return 2
     assumptions = Assumptions(close_within_s=args.close_within,
                               ddb_latency_ms=args.ddb_latency_ms,
-                              ingest_concurrency=args.ingest_concurrency)
+                              ingest_concurrency=args.ingest_concurrency,
+                              closer_concurrency=args.closer_concurrency)
     shape = shape_of(pipeline, cal)
     result = Model(workload, shape, cal.windows[shape.window].calibrated(), assumptions).plan()
     report = {
@@ -197,12 +202,14 @@ def render(report: dict[str, Any]) -> None:
         f"every {_n(cl['period_s'])} s; at most {_n(cl['windows_per_window_size_upper_bound'])}"
         " per window size (every key active)")
     row("  per window", f"{_n(cl['seconds_per_window'] * 1000, 1)} ms",
-        f"{_n(cl['requests_per_window'], 1)} DynamoDB requests in sequence")
+        f"{_n(cl['requests_per_window'], 1)} DynamoDB requests in sequence, "
+        f"{report['assumptions']['closer_concurrency']} window(s) at a time")
     row("  index partitions (workers)", _n(cl["index_partitions_recommended"]),
         f"{_n(cl['workers_needed'])} needed to close within the target; "
         f"{cl['index_partitions_configured']} configured")
     row("  time to close a window size", f"{_n(cl['seconds_to_close_window_size'], 1)} s",
         f"{_n(cl['windows_per_window_size'])} windows; "
+        f"{'keeps up' if cl['keeps_up'] else '[red]falls behind[/]'}; "
         f"{_n(cl['seconds_to_close_window_size_configured'], 1)} s with the configured "
         f"{cl['index_partitions_configured']}")
     for name, value in usd.items():
@@ -219,8 +226,9 @@ def render(report: dict[str, Any]) -> None:
         f"[dim]assumptions: {_n(w['event_bytes'])} B events, batch up to {w['batch_size']:,} "
         f"in a {a['batching_window_s']:g} s window, ingest {a['ingest_memory_mb']} MB / "
         f"closer {a['closer_memory_mb']} MB, {a['ddb_latency_ms']:g} ms a DynamoDB round trip "
-        f"({a['ingest_concurrency']} in flight per ingest invocation; the closer's in "
-        f"sequence), a shard busy at most {a['max_utilisation']:.0%}, windows closed within "
+        f"({a['ingest_concurrency']} in flight per ingest invocation, "
+        f"{a['closer_concurrency']} window(s) in flight per closer worker), a shard busy "
+        f"at most {a['max_utilisation']:.0%}, windows closed within "
         f"{a['close_within_s']:g} s, results batched to the sink; MSK: "
         f"{a['msk_broker_ingress_mb_s']:g} MB/s in per broker (a guess), replication "
         f"{a['msk_replication']}, {a['msk_retention_hours']:g} h retention. Storage, "

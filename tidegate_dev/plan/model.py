@@ -125,6 +125,7 @@ class Assumptions:
     closer_memory_mb: int = 512  # infra CloserSettings.memory_mb
     ddb_latency_ms: float = cost.Assumptions.ddb_latency_ms  # one in-region round trip
     ingest_concurrency: int = 1  # DynamoDB requests in flight per invocation (the code: 1)
+    closer_concurrency: int = 1  # windows in flight per closer worker (the code: 1)
     max_utilisation: float = 0.8  # busy share of a shard's one-at-a-time ingest
     close_within_s: float = 10.0  # close a period's windows this soon after they are due
     closer_schedule_per_hour: float = 60.0  # infra CloserSettings.schedule_minutes = 1
@@ -384,25 +385,29 @@ class Model:
             )
 
         # 2. DynamoDB
-        marks_hot = 1.0
-        if self.by_key:
-            wru_per_write = float(units(s.pane_bytes, WRITE_UNIT_BYTES))
-            rru_per_read = float(units(s.pane_bytes, READ_UNIT_BYTES))
-        else:
-            # Every shard that saw a key during a pane leaves its mark in the pane's item.
-            def marks(prob: float) -> float:
-                events = rate * prob * s.pane_s
-                return max(1.0, shards * -math.expm1(-events / shards))
+        def marks(prob: float) -> float:
+            """High-water marks in a key's pane item: one per partition that wrote to it."""
+            if self.by_key:
+                return 1.0
+            events = rate * prob * s.pane_s
+            return max(1.0, shards * -math.expm1(-events / shards))
 
-            def hit(prob: float) -> float:
-                return -math.expm1(-avg_run.batch * prob)  # the key is in a given batch
+        def pane_bytes(prob: float) -> float:
+            return s.pane_bytes + (marks(prob) - 1) * s.mark_bytes
 
-            weight = z.total(hit)
-            wru_per_write = z.total(lambda q: hit(q) * units(
-                s.pane_bytes + (marks(q) - 1) * s.mark_bytes, WRITE_UNIT_BYTES)) / weight
-            rru_per_read = z.total(lambda q: hit(q) * units(
-                s.pane_bytes + (marks(q) - 1) * s.mark_bytes, READ_UNIT_BYTES)) / weight
-            marks_hot = marks(self.hot_share)
+        def mean_units(weight: Any, size: Any, unit: int) -> float:
+            """Units per item, averaged over keys in proportion to `weight`."""
+            return z.total(lambda q: weight(q) * units(size(q), unit)) / z.total(weight)
+
+        def in_batch(prob: float) -> float:  # the key is in a given batch
+            return -math.expm1(-avg_run.batch * prob)
+
+        def in_window(prob: float) -> float:  # the key has a window to close
+            return -math.expm1(-rate * prob * s.size_s)
+
+        wru_per_write = mean_units(in_batch, pane_bytes, WRITE_UNIT_BYTES)
+        rru_per_read = mean_units(in_batch, pane_bytes, READ_UNIT_BYTES)
+        marks_hot = marks(self.hot_share)
         writes_s = invocations * avg_run.groups
         ingest_wru = writes_s * wru_per_write
         ingest_rru = writes_s / c.writes_over_floor * rru_per_read  # one read per group
@@ -415,10 +420,16 @@ class Model:
         # delete and put) and finally removes it.
         moves = max(0.0, s.size_s / s.slide_s - 1) if s.window == "sliding" else 0.0
         index_wru = panes_s * (2 + 2 * moves) * units(INDEX_ITEM_BYTES, WRITE_UNIT_BYTES)
-        biggest = max(s.pane_bytes + s.acc_bytes + (marks_hot - 1) * s.mark_bytes,
-                      s.result_bytes)
-        closer_wru = windows_s * c.closer_writes_per_window * units(biggest, WRITE_UNIT_BYTES)
-        closer_rru = windows_s * c.closer_reads_per_window * units(biggest, READ_UNIT_BYTES)
+
+        # The closer writes panes holding a frozen snapshot, and result items: each write
+        # is counted at the larger of the two.
+        def closed_bytes(prob: float) -> float:
+            return max(pane_bytes(prob) + s.acc_bytes, s.result_bytes)
+
+        closer_wru = windows_s * c.closer_writes_per_window * mean_units(
+            in_window, closed_bytes, WRITE_UNIT_BYTES)
+        closer_rru = windows_s * c.closer_reads_per_window * mean_units(
+            in_window, closed_bytes, READ_UNIT_BYTES)
         total_wru = ingest_wru + watermark_wru + index_wru + closer_wru
         total_rru = ingest_rru + closer_rru
         partitions = max(1, math.ceil(total_wru / PARTITION_WCU),
@@ -478,7 +489,9 @@ class Model:
             )
 
         # 3. closer
-        seconds_per_window = c.closer_requests_per_window * a.ddb_latency_ms / 1_000
+        # A worker's time per window: its requests in sequence, several windows at once.
+        seconds_per_window = (c.closer_requests_per_window * a.ddb_latency_ms / 1_000
+                              / a.closer_concurrency)
         busy_s = windows_per_period * seconds_per_window  # one worker, one period's windows
         workers = max(1, math.ceil(busy_s / a.close_within_s))
         index_for_writes = math.ceil(index_wru / (PARTITION_WCU * a.max_utilisation))
