@@ -254,3 +254,13 @@ def test_sessions_end_when_a_gap_passes_without_events() -> None:
     # Keys with an event every second almost never pause for 30 s.
     busy_keys = plan(uniform(1_000, 1_000), shape=session)
     assert busy_keys.closer["windows_per_period"] < 1e-6
+
+
+def test_default_quotas_are_flagged_only_when_exceeded() -> None:
+    big = plan(uniform(1_000_000, 1_000_000), a=Assumptions())
+    quota = [f for f in big.flags if f.startswith("quota:")]
+    assert big.dynamodb["wru_per_s"]["total"] > 40_000
+    assert any("write request units/s exceed an on-demand table's default 40,000" in f
+               for f in quota)
+    assert any("shards exceed the default 500" in f for f in quota)
+    assert not [f for f in plan(uniform(1_000, 1_000)).flags if f.startswith("quota:")]

@@ -54,6 +54,10 @@ MSK_MIN_BROKERS = 3  # one per availability zone
 INDEX_ITEM_BYTES = 120  # keys plus next_ws and first_ws: the projection of the open index
 MAX_BATCH_SIZE = 10_000  # Kinesis and MSK event source mappings
 MAX_ITEM_BYTES = 400 * 1_024
+# Default quotas (us-east-1), raised on request: worth knowing before a deploy needs more.
+TABLE_ON_DEMAND_UNITS = 40_000  # read and write request units per second, per table
+LAMBDA_CONCURRENCY = 1_000  # concurrent executions per Region
+KINESIS_SHARDS = 500  # shards per account
 
 
 @dataclass(frozen=True)
@@ -488,6 +492,15 @@ class Model:
                 "it relies on DynamoDB splitting the item collection by sort key"
             )
 
+        for what, per_s in (("write", total_wru), ("read", total_rru)):
+            if per_s > TABLE_ON_DEMAND_UNITS:
+                p.flags.append(
+                    f"quota: {per_s:,.0f} {what} request units/s exceed an on-demand table's "
+                    f"default {TABLE_ON_DEMAND_UNITS:,}; raise the quota, and pre-warm the "
+                    "table (warm throughput): on-demand takes up to 30 minutes to double "
+                    "its previous peak"
+                )
+
         # 3. closer
         # A worker's time per window: its requests in sequence, several windows at once.
         seconds_per_window = (c.closer_requests_per_window * a.ddb_latency_ms / 1_000
@@ -531,6 +544,18 @@ class Model:
                 f"{busy_s / recommended:,.0f} s to close"
                 + ("" if p.closer["keeps_up"] else
                    f", longer than the period ({period_s:g} s): the closer falls behind")
+            )
+
+        lambdas = p.ingest["concurrency"] + recommended
+        if lambdas > LAMBDA_CONCURRENCY:
+            p.flags.append(
+                f"quota: {lambdas:,} concurrent Lambda executions (ingest and closer) exceed "
+                f"the default {LAMBDA_CONCURRENCY:,} per Region"
+            )
+        if s.source == "kinesis" and shards > KINESIS_SHARDS:
+            p.flags.append(
+                f"quota: {shards:,} shards exceed the default {KINESIS_SHARDS} per account "
+                "(us-east-1)"
             )
 
         # 4. dollars per hour
