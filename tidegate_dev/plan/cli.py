@@ -167,7 +167,8 @@ def render(report: dict[str, Any]) -> None:
     if src["kind"] == "kinesis":
         row("Kinesis shards", _n(src["shards"]),
             f"write limit {_n(src['write_limit_shards'])}, read limit "
-            f"{_n(src['read_limit_shards'])}; {src['partitioning']} partitioning")
+            f"{_n(src['read_limit_shards'])}, the ingest keeps up at {_n(src['shards'])}; "
+            f"{src['partitioning']} partitioning")
         row("  events/s per shard", _n(src["events_per_shard_per_s"]),
             f"hottest shard {_n(src['hottest_shard_events_per_s'])}")
     else:
@@ -196,7 +197,7 @@ def render(report: dict[str, Any]) -> None:
         f"{_n(ddb['hottest_item_writes_per_s'])} writes/s of "
         f"{_n(ddb['hottest_pane_item_bytes'])} B; {_n(ddb['keys_over_item_limit'])} keys "
         "over 1,000")
-    row("  pane item", f"{_n(ddb['pane_item_bytes'])} B",
+    row("  pane item, one mark", f"{_n(ddb['pane_item_bytes'])} B",
         f"{_n(ddb['wru_per_ingest_write'], 2)} WRU per ingest write")
     row("Closer windows per period", _n(cl["windows_per_period"]),
         f"every {_n(cl['period_s'])} s; at most {_n(cl['windows_per_window_size_upper_bound'])}"
