@@ -36,6 +36,7 @@ The rules, in the order they are applied:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -193,6 +194,24 @@ class _Ingest:
         return self.rate / self.batch * self.duration_s
 
 
+@dataclass(frozen=True)
+class _Sizing:
+    """The source and ingest as sized: everything after them depends on these."""
+
+    shards: int  # or MSK partitions
+    factor: int  # ParallelizationFactor
+    hot: _Ingest  # the stream holding the hottest key
+    avg: _Ingest  # an average stream
+
+    @property
+    def streams(self) -> int:
+        return self.shards * self.factor
+
+    @property
+    def invocations(self) -> float:
+        return self.streams * self.avg.rate / self.avg.batch
+
+
 class Model:
     def __init__(self, w: Workload, shape: Shape, c: Calibrated, a: Assumptions,
                  prices: dict[str, float] = cost.PRICES) -> None:
@@ -293,17 +312,20 @@ class Model:
     # -- the plan ----------------------------------------------------------------------------
     def plan(self) -> Plan:
         p = Plan(self.w, self.shape, self.a)
-        w, s, a, c = self.w, self.shape, self.a, self.c
-        z = self.zipf
-        rate = self.rate
-        hot_rate = rate * self.hot_share
+        sizing = self._plan_source(p)
+        self._plan_dynamodb(p, sizing)
+        self._plan_closer(p)
+        self._flag_quotas(p, sizing)
+        p.usd_per_hour = self._costs(p, sizing)
+        return p
 
-        # 1. source and ingest concurrency
+    def _plan_source(self, p: Plan) -> _Sizing:
+        """1. Shards (or partitions) and the ingest's concurrency."""
+        w, s, a, rate = self.w, self.shape, self.a, self.rate
+        hot_rate = rate * self.hot_share
         write_floor = cost.kinesis_shards(rate, w.event_bytes)
         read_floor = max(1, math.ceil(rate * w.event_bytes / SHARD_READ_BYTES_PER_S))
-        floor = max(write_floor, read_floor)
-        if s.source == "msk":
-            floor = 1
+        floor = max(write_floor, read_floor) if s.source == "kinesis" else 1
         shard_limit = self._shard_limit()
         if s.source == "kinesis" and self.by_key and hot_rate < shard_limit:
             # A key lives on one shard: enough shards that the hottest key's shard, with
@@ -313,15 +335,13 @@ class Model:
         streams, fits = self._streams_needed(floor)
         shards = max(floor, math.ceil(streams / self.max_factor))
         factor = max(1, min(self.max_factor, math.ceil(streams / shards)))
-        streams = shards * factor
-        hot_run = self._hot_stream(streams)
-        avg_run = self._ingest(streams, rate / streams)
-        avg_rate = rate / shards
-        invocations = streams * avg_run.rate / avg_run.batch
+        sizing = _Sizing(shards, factor, self._hot_stream(shards * factor),
+                         self._ingest(shards * factor, rate / (shards * factor)))
         if not fits:
             p.flags.append(
-                f"ingest: the hottest key alone keeps a shard busy {hot_run.utilisation:.1f}x "
-                f"over (at any shard count): more than one batch at a time can process"
+                f"ingest: the hottest key alone keeps a shard busy "
+                f"{sizing.hot.utilisation:.1f}x over (at any shard count): more than one "
+                "batch at a time can process"
             )
         if w.partitioning == "auto" and not self.by_key:
             p.flags.append(
@@ -337,48 +357,48 @@ class Model:
                 "carry it (spread it with random partition keys, ParallelizationFactor 1, or "
                 "pre-aggregate it upstream)"
             )
+        common = {
+            "partitioning": self.partitioning,
+            "hottest_key_events_per_s": hot_rate,
+            "hottest_key_share": self.hot_share,
+        }
         if s.source == "kinesis":
             p.source = {
                 "kind": "kinesis",
                 "shards": shards,
                 "write_limit_shards": write_floor,
                 "read_limit_shards": read_floor,
-                "ingest_limit_shards": shards,
-                "partitioning": self.partitioning,
-                "events_per_shard_per_s": avg_rate,
+                "events_per_shard_per_s": rate / shards,
                 "hottest_shard_events_per_s": self._hot_stream_rate(shards),
-                "hottest_key_events_per_s": hot_rate,
-                "hottest_key_share": self.hot_share,
+                **common,
             }
         else:
             mb_s = rate * w.event_bytes / 1e6
-            brokers = max(MSK_MIN_BROKERS,
-                          math.ceil(shards * a.msk_replication / MSK_PARTITIONS_PER_BROKER),
-                          math.ceil(mb_s / a.msk_broker_ingress_mb_s))
             p.source = {
                 "kind": "msk",
                 "partitions": shards,
-                "brokers": brokers,
+                "brokers": max(MSK_MIN_BROKERS,
+                               math.ceil(shards * a.msk_replication / MSK_PARTITIONS_PER_BROKER),
+                               math.ceil(mb_s / a.msk_broker_ingress_mb_s)),
                 "broker_type": "kafka.m5.large",
                 "ingress_mb_per_s": mb_s,
-                "partitioning": self.partitioning,
-                "events_per_partition_per_s": avg_rate,
+                "events_per_partition_per_s": rate / shards,
                 "hottest_partition_events_per_s": self._hot_stream_rate(shards),
-                "hottest_key_events_per_s": hot_rate,
-                "hottest_key_share": self.hot_share,
+                **common,
             }
+        avg, hot = sizing.avg, sizing.hot
         p.ingest = {
             "parallelization_factor": factor,
-            "concurrency": streams,
-            "events_per_invocation": avg_run.batch,
-            "duration_ms": avg_run.duration_s * 1_000,
-            "cpu_ms": avg_run.cpu_s * 1_000,
-            "dynamodb_wait_ms": avg_run.wait_s * 1_000,
-            "groups_per_invocation": avg_run.groups,
-            "invocations_per_s": invocations,
-            "utilisation": avg_run.utilisation,
-            "hottest_shard_duration_ms": hot_run.duration_s * 1_000,
-            "hottest_shard_utilisation": hot_run.utilisation,
+            "concurrency": sizing.streams,
+            "events_per_invocation": avg.batch,
+            "duration_ms": avg.duration_s * 1_000,
+            "cpu_ms": avg.cpu_s * 1_000,
+            "dynamodb_wait_ms": avg.wait_s * 1_000,
+            "groups_per_invocation": avg.groups,
+            "invocations_per_s": sizing.invocations,
+            "utilisation": avg.utilisation,
+            "hottest_shard_duration_ms": hot.duration_s * 1_000,
+            "hottest_shard_utilisation": hot.utilisation,
             "memory_mb": a.ingest_memory_mb,
         }
         if factor > 1:
@@ -387,49 +407,52 @@ class Model:
                 "stream is partitioned by the aggregation key (deploy with "
                 "partitioned_by_key=True); with any other partition key it must stay 1"
             )
+        return sizing
 
-        # 2. DynamoDB
+    def _plan_dynamodb(self, p: Plan, sizing: _Sizing) -> None:
+        """2. Write and read units: overall, per partition, for the hottest item."""
+        s, c, z, rate = self.shape, self.c, self.zipf, self.rate
+        avg, hot = sizing.avg, sizing.hot
+
         def marks(prob: float) -> float:
             """High-water marks in a key's pane item: one per partition that wrote to it."""
             if self.by_key:
                 return 1.0
             events = rate * prob * s.pane_s
-            return max(1.0, shards * -math.expm1(-events / shards))
+            return max(1.0, sizing.shards * -math.expm1(-events / sizing.shards))
 
         def pane_bytes(prob: float) -> float:
             return s.pane_bytes + (marks(prob) - 1) * s.mark_bytes
 
-        def mean_units(weight: Any, size: Any, unit: int) -> float:
+        def closed_bytes(prob: float) -> float:
+            # The closer writes panes holding a frozen snapshot, and result items: each
+            # write is counted at the larger of the two.
+            return max(pane_bytes(prob) + s.acc_bytes, s.result_bytes)
+
+        def mean_units(weight: Callable[[float], float], size: Callable[[float], float],
+                       unit: int) -> float:
             """Units per item, averaged over keys in proportion to `weight`."""
             return z.total(lambda q: weight(q) * units(size(q), unit)) / z.total(weight)
 
         def in_batch(prob: float) -> float:  # the key is in a given batch
-            return -math.expm1(-avg_run.batch * prob)
+            return -math.expm1(-avg.batch * prob)
 
         def in_window(prob: float) -> float:  # the key has a window to close
             return -math.expm1(-rate * prob * s.size_s)
 
-        wru_per_write = mean_units(in_batch, pane_bytes, WRITE_UNIT_BYTES)
-        rru_per_read = mean_units(in_batch, pane_bytes, READ_UNIT_BYTES)
-        marks_hot = marks(self.hot_share)
-        writes_s = invocations * avg_run.groups
-        ingest_wru = writes_s * wru_per_write
-        ingest_rru = writes_s / c.writes_over_floor * rru_per_read  # one read per group
-        watermark_wru = invocations * c.overhead_requests_per_batch
-
+        writes_s = sizing.invocations * avg.groups
+        ingest_wru = writes_s * mean_units(in_batch, pane_bytes, WRITE_UNIT_BYTES)
+        # One read per group: the writes include the measured excess over the groups.
+        ingest_rru = (writes_s / c.writes_over_floor
+                      * mean_units(in_batch, pane_bytes, READ_UNIT_BYTES))
+        watermark_wru = sizing.invocations * c.overhead_requests_per_batch
         windows_per_period, period_s = self._windows_per_period()
         windows_s = windows_per_period / period_s
-        panes_s = self._panes_per_second()
         # A pane enters the index once; closing moves it window by window (a key change:
         # delete and put) and finally removes it.
         moves = max(0.0, s.size_s / s.slide_s - 1) if s.window == "sliding" else 0.0
-        index_wru = panes_s * (2 + 2 * moves) * units(INDEX_ITEM_BYTES, WRITE_UNIT_BYTES)
-
-        # The closer writes panes holding a frozen snapshot, and result items: each write
-        # is counted at the larger of the two.
-        def closed_bytes(prob: float) -> float:
-            return max(pane_bytes(prob) + s.acc_bytes, s.result_bytes)
-
+        index_wru = (self._panes_per_second() * (2 + 2 * moves)
+                     * units(INDEX_ITEM_BYTES, WRITE_UNIT_BYTES))
         closer_wru = windows_s * c.closer_writes_per_window * mean_units(
             in_window, closed_bytes, WRITE_UNIT_BYTES)
         closer_rru = windows_s * c.closer_reads_per_window * mean_units(
@@ -440,20 +463,21 @@ class Model:
                          math.ceil(total_rru / PARTITION_RCU))
 
         # The hottest key's current pane: one item, which adaptive capacity cannot split.
-        hot_bytes = s.pane_bytes + (marks_hot - 1) * s.mark_bytes
+        marks_hot = marks(self.hot_share)
+        hot_bytes = pane_bytes(self.hot_share)
         if self.by_key:
-            hot_writes = hot_run.rate / hot_run.batch * -math.expm1(
-                -hot_run.batch * self.hot_share * rate / hot_run.rate)
+            hot_writes = hot.rate / hot.batch * -math.expm1(
+                -hot.batch * self.hot_share * rate / hot.rate)
         else:
-            hot_writes = invocations * -math.expm1(-avg_run.batch * self.hot_share)
+            hot_writes = sizing.invocations * in_batch(self.hot_share)
         hot_wru = hot_writes * units(hot_bytes, WRITE_UNIT_BYTES)
         hot_rru = hot_writes * units(hot_bytes, READ_UNIT_BYTES)
-        throttled_keys = self._keys_over_item_limit(invocations, avg_run.batch, shards)
+        throttled_keys = self._keys_over_item_limit(sizing)
         p.dynamodb = {
             "pane_item_bytes": s.pane_bytes,
             "hottest_pane_item_bytes": hot_bytes,
             "result_item_bytes": s.result_bytes,
-            "wru_per_ingest_write": wru_per_write,
+            "wru_per_ingest_write": ingest_wru / writes_s if writes_s else 0.0,
             "ingest_writes_per_s": writes_s,
             "wru_per_s": {"ingest": ingest_wru, "watermarks": watermark_wru,
                           "open_index": index_wru, "closer": closer_wru, "total": total_wru},
@@ -492,23 +516,17 @@ class Model:
                 "it relies on DynamoDB splitting the item collection by sort key"
             )
 
-        for what, per_s in (("write", total_wru), ("read", total_rru)):
-            if per_s > TABLE_ON_DEMAND_UNITS:
-                p.flags.append(
-                    f"quota: {per_s:,.0f} {what} request units/s exceed an on-demand table's "
-                    f"default {TABLE_ON_DEMAND_UNITS:,}; raise the quota, and pre-warm the "
-                    "table (warm throughput): on-demand takes up to 30 minutes to double "
-                    "its previous peak"
-                )
-
-        # 3. closer
+    def _plan_closer(self, p: Plan) -> None:
+        """3. Open-index partitions, closer workers and the time to close."""
+        s, c, a = self.shape, self.c, self.a
+        windows_per_period, period_s = self._windows_per_period()
         # A worker's time per window: its requests in sequence, several windows at once.
         seconds_per_window = (c.closer_requests_per_window * a.ddb_latency_ms / 1_000
                               / a.closer_concurrency)
         busy_s = windows_per_period * seconds_per_window  # one worker, one period's windows
         workers = max(1, math.ceil(busy_s / a.close_within_s))
-        index_for_writes = math.ceil(index_wru / (PARTITION_WCU * a.max_utilisation))
-        needed = max(workers, index_for_writes)
+        index_wru = p.dynamodb["wru_per_s"]["open_index"]
+        needed = max(workers, math.ceil(index_wru / (PARTITION_WCU * a.max_utilisation)))
         recommended = min(needed, s.max_index_shards)
         per_size = windows_per_period * (s.size_s / period_s if s.window == "sliding" else 1)
         p.closer = {
@@ -516,7 +534,7 @@ class Model:
             "windows_per_period": windows_per_period,
             "windows_per_window_size": per_size,
             "windows_per_window_size_upper_bound": self._upper_bound_windows(),
-            "windows_per_s": windows_s,
+            "windows_per_s": windows_per_period / period_s,
             "requests_per_window": c.closer_requests_per_window,
             "seconds_per_window": seconds_per_window,
             "windows_per_s_per_worker": 1 / seconds_per_window if seconds_per_window else None,
@@ -528,7 +546,7 @@ class Model:
             "seconds_to_close_window_size_configured": per_size * seconds_per_window
             / s.index_shards,
             "keeps_up": busy_s / recommended <= period_s,
-            "burst_wru_per_s": closer_wru * period_s / a.close_within_s,
+            "burst_wru_per_s": p.dynamodb["wru_per_s"]["closer"] * period_s / a.close_within_s,
             "memory_mb": a.closer_memory_mb,
         }
         if s.index_shards < recommended:
@@ -546,23 +564,27 @@ class Model:
                    f", longer than the period ({period_s:g} s): the closer falls behind")
             )
 
-        lambdas = p.ingest["concurrency"] + recommended
+    def _flag_quotas(self, p: Plan, sizing: _Sizing) -> None:
+        for what, per_s in (("write", p.dynamodb["wru_per_s"]["total"]),
+                            ("read", p.dynamodb["rru_per_s"]["total"])):
+            if per_s > TABLE_ON_DEMAND_UNITS:
+                p.flags.append(
+                    f"quota: {per_s:,.0f} {what} request units/s exceed an on-demand table's "
+                    f"default {TABLE_ON_DEMAND_UNITS:,}; raise the quota, and pre-warm the "
+                    "table (warm throughput): on-demand takes up to 30 minutes to double "
+                    "its previous peak"
+                )
+        lambdas = sizing.streams + p.closer["index_partitions_recommended"]
         if lambdas > LAMBDA_CONCURRENCY:
             p.flags.append(
                 f"quota: {lambdas:,} concurrent Lambda executions (ingest and closer) exceed "
                 f"the default {LAMBDA_CONCURRENCY:,} per Region"
             )
-        if s.source == "kinesis" and shards > KINESIS_SHARDS:
+        if self.shape.source == "kinesis" and sizing.shards > KINESIS_SHARDS:
             p.flags.append(
-                f"quota: {shards:,} shards exceed the default {KINESIS_SHARDS} per account "
-                "(us-east-1)"
+                f"quota: {sizing.shards:,} shards exceed the default {KINESIS_SHARDS} per "
+                "account (us-east-1)"
             )
-
-        # 4. dollars per hour
-        p.usd_per_hour = self._costs(shards, p, invocations, avg_run, windows_s,
-                                     seconds_per_window, recommended, period_s,
-                                     total_wru, total_rru)
-        return p
 
     # -- pieces ------------------------------------------------------------------------------
     def _windows_per_period(self) -> tuple[float, float]:
@@ -590,20 +612,22 @@ class Model:
             return self.w.keys * s.size_s / s.slide_s
         return float(self.w.keys)
 
-    def _keys_over_item_limit(self, invocations: float, batch: float, shards: int) -> int:
+    def _keys_over_item_limit(self, sizing: _Sizing) -> int:
         """Keys whose pane item needs more than one partition's write units."""
-        s = self.shape
+        s, streams = self.shape, sizing.streams
 
         def item_wru(rank: int) -> float:
             q = self.zipf.p(rank)
             if self.by_key:
-                shard_rate = self.rate * q + self.rate / shards
-                b = min(self.w.batch_size, max(1.0, shard_rate * self.a.batching_window_s))
-                writes = shard_rate / b
+                # At most one write per batch of the key's stream.
+                rate = self.rate * q + self.rate / streams
+                batch = min(self.w.batch_size, max(1.0, rate * self.a.batching_window_s))
+                writes = rate / batch
                 size = s.pane_bytes
             else:
-                writes = invocations * -math.expm1(-batch * q)
-                marks = max(1.0, shards * -math.expm1(-self.rate * q * s.pane_s / shards))
+                writes = sizing.invocations * -math.expm1(-sizing.avg.batch * q)
+                marks = max(1.0, sizing.shards
+                            * -math.expm1(-self.rate * q * s.pane_s / sizing.shards))
                 size = s.pane_bytes + (marks - 1) * s.mark_bytes
             return writes * units(size, WRITE_UNIT_BYTES)
 
@@ -620,14 +644,14 @@ class Model:
                 high = mid
         return low
 
-    def _costs(self, shards: int, p: Plan, invocations: float, run: _Ingest,
-               windows_s: float, seconds_per_window: float, workers: int, period_s: float,
-               total_wru: float, total_rru: float) -> dict[str, float]:
+    def _costs(self, p: Plan, sizing: _Sizing) -> dict[str, float]:
+        """4. Dollars per hour by component, from the bench's price table."""
         pr, w, a, s = self.prices, self.w, self.a, self.shape
         hour = 3_600.0
         out: dict[str, float] = {}
+        windows_s = p.closer["windows_per_s"]
         if s.source == "kinesis":
-            out["kinesis_source"] = (shards * pr["kinesis_shard_hour"]
+            out["kinesis_source"] = (sizing.shards * pr["kinesis_shard_hour"]
                                      + self.rate * hour * cost.put_units(w.event_bytes)
                                      * pr["kinesis_put_unit"])
         else:
@@ -637,13 +661,16 @@ class Model:
                                  + gb_stored * pr["msk_storage_gb_month"]
                                  / cost.HOURS_PER_MONTH)
         gb_s = pr["lambda_gb_s"]
-        out["lambda_ingest"] = invocations * hour * (
-            pr["lambda_request"] + run.duration_s * a.ingest_memory_mb / 1_024 * gb_s)
-        closer_runs = a.closer_schedule_per_hour + workers * hour / period_s
+        out["lambda_ingest"] = sizing.invocations * hour * (
+            pr["lambda_request"] + sizing.avg.duration_s * a.ingest_memory_mb / 1_024 * gb_s)
+        # The schedule's runs, and one run per worker each period.
+        closer_runs = (a.closer_schedule_per_hour + p.closer["index_partitions_recommended"]
+                       * hour / p.closer["period_s"])
         out["lambda_closer"] = (closer_runs * pr["lambda_request"] + windows_s * hour
-                                * seconds_per_window * a.closer_memory_mb / 1_024 * gb_s)
-        out["dynamodb_writes"] = total_wru * hour * pr["ddb_wru"]
-        out["dynamodb_reads"] = total_rru * hour * pr["ddb_rru"]
+                                * p.closer["seconds_per_window"] * a.closer_memory_mb / 1_024
+                                * gb_s)
+        out["dynamodb_writes"] = p.dynamodb["wru_per_s"]["total"] * hour * pr["ddb_wru"]
+        out["dynamodb_reads"] = p.dynamodb["rru_per_s"]["total"] * hour * pr["ddb_rru"]
         results = windows_s * hour
         if s.sink == "kinesis":
             sink_shards = cost.kinesis_shards(windows_s, s.result_bytes)
