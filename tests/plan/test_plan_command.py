@@ -177,3 +177,26 @@ def test_zipf_rejects_nonsense() -> None:
         Zipf(0, 1.0)
     with pytest.raises(ValueError, match="exponent must be >= 0"):
         Zipf(10, -0.5)
+
+
+@pytest.mark.slow
+def test_measure_runs_the_bench_functions_and_saves_what_it_used(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a tiny measurement (the real one takes a minute or two)
+    monkeypatch.setattr(calibration, "MEASURE_SIZES", calibration.Sizes(
+        cpu_events=300, cpu_repeats=1, write_events=300, close_events=600, close_keys=5))
+    saved = tmp_path / "cal.json"
+    code = main(["plan", CLICKSTREAM, "--events-per-second", "1000", "--keys", "1000",
+                 "--measure", "--save-calibration", str(saved), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert report["calibration"]["source"] == "measured now"
+    # THEN the saved file is a calibration the plan reads back, with what was used
+    cal = calibration.load(saved)
+    used = report["calibration"]["window"]
+    assert used["cpu_s_per_event"] == cal.windows["tumbling"].cpu_s_per_event
+    for w in cal.windows.values():
+        assert w.windows_closed > 0 and w.closer_requests_per_window > 1
+        assert w.pane_item_bytes > 100 and w.writes_over_floor >= 1
+        assert w.overhead_requests_per_batch >= 1  # the watermark update of each batch

@@ -126,22 +126,19 @@ def load(path: Path = DEFAULT_PATH) -> Calibration:
 # -- measuring -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Sizes:
-    cpu_events: int
-    cpu_repeats: int
-    write_events: int
-    close_events: int
-    close_keys: int
+    """How much `measure` runs: a minute or two here, small enough for `--measure`."""
 
-    @classmethod
-    def of(cls, quick: bool) -> Sizes:
-        if quick:
-            return cls(cpu_events=5_000, cpu_repeats=3, write_events=1_000, close_events=1_500,
-                       close_keys=30)
-        return cls(cpu_events=30_000, cpu_repeats=3, write_events=5_000, close_events=4_000,
-                   close_keys=60)
+    cpu_events: int = 5_000
+    cpu_repeats: int = 3
+    write_events: int = 1_000
+    close_events: int = 1_500
+    close_keys: int = 30
 
 
-def measure(sizes: Sizes, command: str) -> Calibration:
+MEASURE_SIZES = Sizes()
+
+
+def measure(command: str, sizes: Sizes = MEASURE_SIZES) -> Calibration:
     """Run the bench's measurement functions once per window type (moto in process)."""
     from tidegate_dev.bench import close_path, ingest_cpu, workload, writes
     from tidegate_dev.bench.requests import RequestCounter

@@ -91,7 +91,7 @@ def plan(args: argparse.Namespace) -> int:
     pipeline = load_pipeline_file(args.pipeline)
     try:
         if args.measure:
-            cal = calib.measure(calib.Sizes.of(quick=True), "tidegate plan --measure")
+            cal = calib.measure("tidegate plan --measure", calib.MEASURE_SIZES)
             if args.save_calibration:
                 cal.save(args.save_calibration)
         else:

@@ -70,12 +70,8 @@ def max_index_shards() -> int:
     raise RuntimeError("Pipeline.index_shards has no upper bound")
 
 
-def window_kind(pipeline: Pipeline) -> str:
-    return pipeline.window.type
-
-
 def shape_of(pipeline: Pipeline, calibration: Calibration) -> Shape:
-    kind = window_kind(pipeline)
+    kind = pipeline.window.type
     measured = calibration.windows[kind]
     reference = calibration.reference_acc_bytes
     acc = accumulator_bytes(pipeline)
