@@ -69,7 +69,10 @@ class Calibration:
         return asdict(self)
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(self.as_dict(), indent=2) + "\n")
+        try:
+            path.write_text(json.dumps(self.as_dict(), indent=2) + "\n")
+        except OSError as exc:
+            raise CalibrationError(f"{path}: cannot write ({exc.strerror})") from None
 
 
 def _number(data: dict[str, Any], name: str, where: str) -> float:
@@ -120,6 +123,8 @@ def load(path: Path = DEFAULT_PATH) -> Calibration:
         raise CalibrationError(f"{path}: no such calibration file") from None
     except json.JSONDecodeError as exc:
         raise CalibrationError(f"{path}: not JSON ({exc})") from None
+    except OSError as exc:
+        raise CalibrationError(f"{path}: cannot read ({exc.strerror})") from None
     return from_dict(data, str(path))
 
 

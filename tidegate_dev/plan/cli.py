@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ def _positive(kind: type[int] | type[float], name: str) -> Any:
             raise argparse.ArgumentTypeError(
                 f"{name} must be a{'n integer' if kind is int else ' number'}, not {text!r}"
             ) from None
-        if not value > 0 or value != value or value in (float("inf"),):
+        if not (value > 0 and math.isfinite(value)):
             raise argparse.ArgumentTypeError(f"{name} must be positive, not {text!r}")
         return value
 
@@ -34,8 +36,9 @@ def _exponent(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"--zipf must be a number, not {text!r}") from None
-    if not 0 <= value < 100:
-        raise argparse.ArgumentTypeError(f"--zipf must be >= 0 (0 is uniform), not {text!r}")
+    if not 0 <= value <= 10:
+        raise argparse.ArgumentTypeError(
+            f"--zipf must be >= 0 (0 is uniform) and at most 10, not {text!r}")
     return value
 
 
@@ -89,6 +92,19 @@ def plan(args: argparse.Namespace) -> int:
         print("error: --save-calibration needs --measure", file=sys.stderr)
         return 2
     pipeline = load_pipeline_file(args.pipeline)
+    workload = Workload(
+        events_per_second=args.events_per_second,
+        keys=args.keys,
+        event_bytes=args.avg_event_bytes or 1.0,  # the calibration's, unless given
+        batch_size=args.batch_size,
+        zipf_s=args.zipf,
+        partitioning=args.partitioning,
+    )
+    problems = workload.problems()  # before a measurement that takes minutes
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         if args.measure:
             cal = calib.measure("tidegate plan --measure", calib.MEASURE_SIZES)
@@ -99,19 +115,8 @@ def plan(args: argparse.Namespace) -> int:
     except calib.CalibrationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    workload = Workload(
-        events_per_second=args.events_per_second,
-        keys=args.keys,
-        event_bytes=args.avg_event_bytes or cal.event_bytes,
-        batch_size=args.batch_size,
-        zipf_s=args.zipf,
-        partitioning=args.partitioning,
-    )
-    problems = workload.problems()
-    if problems:
-        for problem in problems:
-            print(f"error: {problem}", file=sys.stderr)
-        return 2
+    if not args.avg_event_bytes:
+        workload = replace(workload, event_bytes=cal.event_bytes)
     assumptions = Assumptions(close_within_s=args.close_within,
                               ddb_latency_ms=args.ddb_latency_ms,
                               ingest_concurrency=args.ingest_concurrency,
@@ -126,7 +131,7 @@ def plan(args: argparse.Namespace) -> int:
             "command": cal.command,
             "source": "measured now" if args.measure else str(
                 args.calibration or calib.DEFAULT_PATH.name),
-            "window": cal.windows[shape.window].__dict__,
+            "window": asdict(cal.windows[shape.window]),
         },
         "prices": {"date": cost.PRICES_DATE, "region": "us-east-1", "usd": cost.PRICES},
     }
