@@ -42,6 +42,11 @@ class WindowCalibration:
     closer_writes_per_window: float
     closer_reads_per_window: float
     result_item_bytes: float
+    # As the bench reports them, for reference: the plan derives both for its own workload
+    # (requests from the batch's distinct groups, windows/s from requests at DynamoDB's
+    # latency; moto serves requests about ten times slower than DynamoDB).
+    ingest_requests_per_1000_events: float
+    closer_windows_per_s_on_moto: float
     windows_closed: int  # the closer sample behind the per-window figures
 
     def calibrated(self) -> Calibrated:
@@ -182,6 +187,8 @@ def measure(command: str, sizes: Sizes = MEASURE_SIZES) -> Calibration:
             closer_writes_per_window=c.write_units / closed,
             closer_reads_per_window=c.read_units / closed,
             result_item_bytes=c.bytes_put / max(1, c.items_put),
+            ingest_requests_per_1000_events=1_000 * w.ddb_requests / w.events,
+            closer_windows_per_s_on_moto=c.windows_per_second,
             windows_closed=c.windows_closed,
         )
     return Calibration(

@@ -238,7 +238,10 @@ def render(report: dict[str, Any]) -> None:
         f"{a['close_within_s']:g} s, results batched to the sink; MSK: "
         f"{a['msk_broker_ingress_mb_s']:g} MB/s in per broker (a guess), replication "
         f"{a['msk_replication']}, {a['msk_retention_hours']:g} h retention. Storage, "
-        f"CloudWatch and data transfer not counted. Calibration: {cal['source']}, measured "
-        f"{cal['measured_on']} on {cal['machine']}; prices us-east-1, "
+        f"CloudWatch and data transfer not counted. Calibration ({cal['source']}, measured "
+        f"{cal['measured_on']} on {cal['machine']}): ingest "
+        f"{cal['window']['cpu_s_per_event'] * 1e6:.0f} µs CPU an event, "
+        f"{cal['window']['closer_requests_per_window']:.1f} DynamoDB requests a closed window, "
+        f"{_n(ddb['pane_item_bytes'])} B panes; prices us-east-1, "
         f"{report['prices']['date']}.[/]"
     )

@@ -29,8 +29,9 @@ The rules, in the order they are applied:
    hot item on its own partition, but cannot split one item, so a key whose item needs more
    is throttled.
 4. Closer. Each window costs the measured DynamoDB requests, in sequence; one worker per
-   open-window index partition, as the closer fan-out runs them. The index needs enough partitions for the workers and for
-   its own writes (a pane enters and leaves it once per window it closes).
+   open-window index partition, as the closer fan-out runs them. The index needs enough
+   partitions for the workers and for its own writes (a pane enters and leaves it once per
+   window it closes).
 """
 
 from __future__ import annotations
