@@ -76,7 +76,7 @@ def test_table_prints_the_components_and_the_assumptions(
     assert code == 0
     for words in ("Kinesis shards", "Lambda ingest concurrency", "DynamoDB WRU/s",
                   "hottest item", "index partitions", "$/hour total", "assumptions:",
-                  "Calibration:"):
+                  "Calibration ("):
         assert words in out
 
 
