@@ -41,9 +41,15 @@ class TidegatePipelineStack(Stack):
             **(pipeline_options or {}),
         )
         p = self.pipeline
-        outputs = {
-            "SourceStreamName": p.source_stream.stream_name,
-            "SourceStreamArn": p.source_stream.stream_arn,
+        outputs: dict[str, str] = {}
+        if p.source_stream is not None:
+            outputs["SourceStreamName"] = p.source_stream.stream_name
+            outputs["SourceStreamArn"] = p.source_stream.stream_arn
+        if p.kafka is not None:
+            outputs["SourceTopic"] = pipeline.source.topic_name  # type: ignore[union-attr]
+            outputs["KafkaCluster"] = p.kafka.cluster_arn or ",".join(p.kafka.bootstrap_servers)
+            outputs["KafkaConsumerGroup"] = p.kafka_consumer_group_id or ""
+        outputs.update({
             "StateTableName": p.table.table_name,
             "DeadLetterQueueUrl": p.dead_letter_queue.queue_url,
             "LateQueueUrl": p.late_queue.queue_url,
@@ -52,6 +58,6 @@ class TidegatePipelineStack(Stack):
             "IngestFunctionName": p.ingest_function.function_name,
             "CloserFunctionName": p.closer_function.function_name,
             "DashboardName": p.dashboard.dashboard_name,
-        }
+        })
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)
