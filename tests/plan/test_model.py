@@ -241,6 +241,10 @@ def test_msk_sizes_partitions_and_brokers() -> None:
     assert p.usd_per_hour["msk_source"] == pytest.approx(
         brokers * 0.21 + stored_gb * 0.10 / 730)
     assert "kinesis_source" not in p.usd_per_hour
+    # Event pollers: 5 concurrent invocations or 5 MB/s each.
+    assert p.source["event_pollers"] == max(math.ceil(partitions / 5), math.ceil(100 / 5))
+    assert any("raise kafka_max_pollers" in f for f in p.flags) == (
+        p.source["event_pollers"] > 10)
 
 
 def test_sessions_end_when_a_gap_passes_without_events() -> None:

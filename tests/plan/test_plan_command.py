@@ -161,10 +161,12 @@ def test_save_calibration_needs_measure(capsys: pytest.CaptureFixture[str],
 
 def test_defaults_are_the_deployed_settings() -> None:
     """The plan sizes what `cdk deploy` creates: batch, batching window and memory sizes."""
+    from infra.constructs.kafka import KafkaSourceSettings
     from infra.constructs.pipeline import CloserSettings, IngestSettings
     from tidegate_dev.plan.model import Assumptions, Workload
 
     ingest, closer, a = IngestSettings(), CloserSettings(), Assumptions()
+    assert a.kafka_max_pollers == KafkaSourceSettings().max_pollers
     assert Workload.__dataclass_fields__["batch_size"].default == ingest.batch_size
     assert a.batching_window_s == ingest.max_batching_window_s
     assert a.ingest_memory_mb == ingest.memory_mb

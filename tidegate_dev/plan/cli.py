@@ -180,6 +180,8 @@ def render(report: dict[str, Any]) -> None:
         row("MSK partitions", _n(src["partitions"]), f"{src['partitioning']} partitioning")
         row("MSK brokers", _n(src["brokers"]),
             f"{src['broker_type']}, {_n(src['ingress_mb_per_s'], 2)} MB/s in")
+        row("  Lambda event pollers", _n(src["event_pollers"]),
+            "provisioned mode: 5 MB/s or 5 concurrent invocations each (not priced)")
     row("  hottest key", f"{_n(src['hottest_key_events_per_s'])}/s",
         f"{src['hottest_key_share']:.2%} of events")
     row("Lambda ingest concurrency", _n(ing["concurrency"]),
@@ -237,7 +239,8 @@ def render(report: dict[str, Any]) -> None:
         f"at most {a['max_utilisation']:.0%}, windows closed within "
         f"{a['close_within_s']:g} s, results batched to the sink; MSK: "
         f"{a['msk_broker_ingress_mb_s']:g} MB/s in per broker (a guess), replication "
-        f"{a['msk_replication']}, {a['msk_retention_hours']:g} h retention. Storage, "
+        f"{a['msk_replication']}, {a['msk_retention_hours']:g} h retention, event pollers "
+        f"not priced. Storage, "
         f"CloudWatch and data transfer not counted. Calibration ({cal['source']}, measured "
         f"{cal['measured_on']} on {cal['machine']}): ingest "
         f"{cal['window']['cpu_s_per_event'] * 1e6:.0f} µs CPU an event, "

@@ -53,6 +53,9 @@ MAX_PARALLELIZATION_FACTOR = 10
 SHARD_READ_BYTES_PER_S = 2 * 2**20
 MSK_PARTITIONS_PER_BROKER = 1_000  # kafka.m5.large, leader and follower replicas together
 MSK_MIN_BROKERS = 3  # one per availability zone
+# A Kafka mapping's event poller (provisioned mode) carries 5 MB/s or 5 concurrent invocations.
+KAFKA_POLLER_MB_S = 5.0
+KAFKA_POLLER_INVOCATIONS = 5
 INDEX_ITEM_BYTES = 120  # keys plus next_ws and first_ws: the projection of the open index
 MAX_BATCH_SIZE = 10_000  # Kinesis and MSK event source mappings
 MAX_ITEM_BYTES = 400 * 1_024
@@ -138,6 +141,7 @@ class Assumptions:
     msk_broker_ingress_mb_s: float = 10.0  # per kafka.m5.large, before replication: a guess
     msk_replication: int = 3
     msk_retention_hours: float = 24.0
+    kafka_max_pollers: int = 10  # infra KafkaSourceSettings.max_pollers
 
 
 @dataclass
@@ -375,9 +379,18 @@ class Model:
             }
         else:
             mb_s = rate * w.event_bytes / 1e6
+            pollers = max(1, math.ceil(shards / KAFKA_POLLER_INVOCATIONS),
+                          math.ceil(mb_s / KAFKA_POLLER_MB_S))
+            if pollers > a.kafka_max_pollers:
+                p.flags.append(
+                    f"ingest: {pollers:,} event pollers needed (5 MB/s or 5 concurrent "
+                    f"invocations each); the mapping may scale to {a.kafka_max_pollers}: raise "
+                    "kafka_max_pollers"
+                )
             p.source = {
                 "kind": "msk",
                 "partitions": shards,
+                "event_pollers": pollers,
                 "brokers": max(MSK_MIN_BROKERS,
                                math.ceil(shards * a.msk_replication / MSK_PARTITIONS_PER_BROKER),
                                math.ceil(mb_s / a.msk_broker_ingress_mb_s)),
