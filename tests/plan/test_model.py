@@ -268,3 +268,18 @@ def test_default_quotas_are_flagged_only_when_exceeded() -> None:
                for f in quota)
     assert any("shards exceed the default 500" in f for f in quota)
     assert not [f for f in plan(uniform(1_000, 1_000)).flags if f.startswith("quota:")]
+
+
+@pytest.mark.parametrize("rate", [1_000, 20_000])
+def test_auto_partitioning_is_the_cheaper_feasible_choice(rate: float) -> None:
+    base = Workload(events_per_second=rate, keys=1_000_000, event_bytes=90, zipf_s=0.0,
+                    partitioning="auto")
+    cost_of = {
+        kind: plan(dataclasses.replace(base, partitioning=kind), a=Assumptions())
+        for kind in ("key", "random")
+    }
+    chosen = plan(base, a=Assumptions())
+    assert chosen.total_usd_per_hour == pytest.approx(
+        min(p.total_usd_per_hour for p in cost_of.values()))
+    assert chosen.source["partitioning"] == min(
+        cost_of, key=lambda k: (cost_of[k].total_usd_per_hour, k != "key"))

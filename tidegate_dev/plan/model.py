@@ -12,7 +12,8 @@ The rules, in the order they are applied:
    consumer: the ingest mapping). The ingest runs one batch at a time per shard
    (ParallelizationFactor 1) unless the stream is partitioned by the aggregation key: then
    order per key survives concurrent batches, and a factor of up to 10 is used before adding
-   shards. With key partitioning a key lives on one shard, so the hottest key must fit one.
+   shards. With key partitioning a key lives on one shard, so the hottest key must fit one;
+   `auto` plans both partitionings and keeps the cheaper feasible one.
    MSK: partitions play the shards' part (one concurrent batch each); brokers are at least
    three, at most 1,000 partition replicas each (kafka.m5.large), and carry a stated
    ingress each.
@@ -227,14 +228,11 @@ class Model:
         self.zipf = Zipf(w.keys, w.zipf_s)
         self.rate = w.events_per_second
         self.hot_share = self.zipf.p(1)
-        self.partitioning = w.partitioning
         self._partition_by(w.partitioning != "random")
-        if w.partitioning == "auto":
-            self.partitioning = "key" if self._key_feasible() else "random"
-            self._partition_by(self.partitioning == "key")
 
     def _partition_by(self, key: bool) -> None:
         self.by_key = key
+        self.partitioning = "key" if key else "random"
         # ParallelizationFactor > 1 keeps order per key only when partitioned by key; MSK
         # mappings have no such setting (one batch per partition at a time).
         self.max_factor = MAX_PARALLELIZATION_FACTOR if (
@@ -316,6 +314,19 @@ class Model:
 
     # -- the plan ----------------------------------------------------------------------------
     def plan(self) -> Plan:
+        if self.w.partitioning != "auto":
+            return self._plan()
+        # By key when one stream can carry the hottest key, unless random keys cost less.
+        self._partition_by(True)
+        by_key = self._plan() if self._key_feasible() else None
+        self._partition_by(False)
+        random = self._plan()
+        if by_key is not None and by_key.total_usd_per_hour <= random.total_usd_per_hour:
+            self._partition_by(True)
+            return by_key
+        return random
+
+    def _plan(self) -> Plan:
         p = Plan(self.w, self.shape, self.a)
         sizing = self._plan_source(p)
         self._plan_dynamodb(p, sizing)
@@ -324,9 +335,10 @@ class Model:
         p.usd_per_hour = self._costs(p, sizing)
         return p
 
-    def _plan_source(self, p: Plan) -> _Sizing:
-        """1. Shards (or partitions) and the ingest's concurrency."""
-        w, s, a, rate = self.w, self.shape, self.a, self.rate
+    def _shards(self) -> tuple[int, int, int, int, bool]:
+        """(write-limit shards, read-limit shards, shards, ParallelizationFactor, whether
+        the hottest stream keeps up) under the current partitioning."""
+        w, s, rate = self.w, self.shape, self.rate
         hot_rate = rate * self.hot_share
         write_floor = cost.kinesis_shards(rate, w.event_bytes)
         read_floor = max(1, math.ceil(rate * w.event_bytes / SHARD_READ_BYTES_PER_S))
@@ -340,6 +352,13 @@ class Model:
         streams, fits = self._streams_needed(floor)
         shards = max(floor, math.ceil(streams / self.max_factor))
         factor = max(1, min(self.max_factor, math.ceil(streams / shards)))
+        return write_floor, read_floor, shards, factor, fits
+
+    def _plan_source(self, p: Plan) -> _Sizing:
+        """1. Shards (or partitions) and the ingest's concurrency."""
+        w, s, a, rate = self.w, self.shape, self.a, self.rate
+        hot_rate = rate * self.hot_share
+        write_floor, read_floor, shards, factor, fits = self._shards()
         sizing = _Sizing(shards, factor, self._hot_stream(shards * factor),
                          self._ingest(shards * factor, rate / (shards * factor)))
         if not fits:
@@ -349,12 +368,14 @@ class Model:
                 "batch at a time can process"
             )
         if w.partitioning == "auto" and not self.by_key:
+            unit = "shard" if s.source == "kinesis" else "partition"
             p.flags.append(
-                f"partitioning: one {'shard' if s.source == 'kinesis' else 'partition'} cannot "
-                f"carry the hottest key ({hot_rate:,.0f} events/s), so this plan uses random "
-                "partition keys, with ParallelizationFactor 1 and a high-water mark per "
-                "shard in each item the key touches"
+                f"partitioning: partitioning by key cannot carry the hottest key "
+                f"({hot_rate:,.0f} events/s) on one {unit}, or costs more than random "
+                "partition keys; this plan uses random keys, with ParallelizationFactor 1 and "
+                f"a high-water mark per {unit} in each item a key touches"
             )
+        shard_limit = self._shard_limit()
         if s.source == "kinesis" and self.by_key and hot_rate >= shard_limit:
             p.flags.append(
                 f"hot key: the hottest key alone sends {hot_rate:,.0f} events/s, more than a "
