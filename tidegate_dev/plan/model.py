@@ -13,7 +13,8 @@ The rules, in the order they are applied:
    (ParallelizationFactor 1) unless the stream is partitioned by the aggregation key: then
    order per key survives concurrent batches, and a factor of up to 10 is used before adding
    shards. With key partitioning a key lives on one shard, so the hottest key must fit one;
-   `auto` plans both partitionings and keeps the cheaper feasible one.
+   `auto` plans both partitionings and keeps the cheaper, unless only the cheaper one
+   throttles a hot key.
    MSK: partitions play the shards' part (one concurrent batch each); brokers are at least
    three, at most 1,000 partition replicas each (kafka.m5.large), and carry a stated
    ingress each.
@@ -175,6 +176,11 @@ class Plan:
         }
 
 
+def _hot_key_trouble(p: Plan) -> bool:
+    """Does the plan throttle or overfill an item, or overload a stream, for a hot key?"""
+    return any(f.startswith(("hot key:", "ingest: the hottest key")) for f in p.flags)
+
+
 def units(size_bytes: float, unit: int) -> int:
     """DynamoDB capacity units for one item: whole units, at least one."""
     return max(1, math.ceil(size_bytes / unit))
@@ -321,7 +327,10 @@ class Model:
         by_key = self._plan() if self._key_feasible() else None
         self._partition_by(False)
         random = self._plan()
-        if by_key is not None and by_key.total_usd_per_hour <= random.total_usd_per_hour:
+        if by_key is not None and (
+            by_key.total_usd_per_hour <= random.total_usd_per_hour
+            or (_hot_key_trouble(random) and not _hot_key_trouble(by_key))
+        ):
             self._partition_by(True)
             return by_key
         return random
