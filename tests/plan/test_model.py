@@ -283,3 +283,11 @@ def test_auto_partitioning_is_the_cheaper_feasible_choice(rate: float) -> None:
         min(p.total_usd_per_hour for p in cost_of.values()))
     assert chosen.source["partitioning"] == min(
         cost_of, key=lambda k: (cost_of[k].total_usd_per_hour, k != "key"))
+
+
+def test_big_events_fill_the_invocation_payload_before_the_batch_size() -> None:
+    # 10,000 records of 100 KB would be 1.3 GB base64-encoded; an invocation carries 6 MB:
+    # at most 47 such records. A Kafka partition has no 1 MiB/s cap to stop it earlier.
+    msk = dataclasses.replace(SHAPE, source="msk")
+    p = plan(uniform(1_000, 1_000, event_bytes=100_000, batch_size=10_000), shape=msk)
+    assert p.ingest["events_per_invocation"] == pytest.approx(6 * 2**20 / (100_000 * 4 / 3))

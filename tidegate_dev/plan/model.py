@@ -60,6 +60,8 @@ KAFKA_POLLER_MB_S = 5.0
 KAFKA_POLLER_INVOCATIONS = 5
 INDEX_ITEM_BYTES = 120  # keys plus next_ws and first_ws: the projection of the open index
 MAX_BATCH_SIZE = 10_000  # Kinesis and MSK event source mappings
+# A synchronous invocation carries at most 6 MB; records arrive base64-encoded (4/3).
+INVOCATION_PAYLOAD_BYTES = 6 * 2**20
 MAX_ITEM_BYTES = 400 * 1_024
 # Default quotas (us-east-1), raised on request: worth knowing before a deploy needs more.
 TABLE_ON_DEMAND_UNITS = 40_000  # read and write request units per second, per table
@@ -272,7 +274,9 @@ class Model:
         """The batch one stream settles at: what the batching window gathers, or more when
         the function falls behind (Lambda then takes what has queued, up to the batch size)."""
         share = cost.cpu_share(self.a.ingest_memory_mb)
-        batch = max(1.0, min(self.w.batch_size, rate * self.a.batching_window_s))
+        largest = max(1.0, min(float(self.w.batch_size),
+                               INVOCATION_PAYLOAD_BYTES / (self.w.event_bytes * 4 / 3)))
+        batch = max(1.0, min(largest, rate * self.a.batching_window_s))
         while True:
             groups = self._groups(batch, streams, rate)
             requests = (math.ceil(groups / BATCH_GET_KEYS) + groups
@@ -280,9 +284,9 @@ class Model:
             run = _Ingest(rate, batch, groups, batch * self.c.cpu_s_per_event / share,
                           requests * self.a.ddb_latency_ms / 1_000
                           / self.a.ingest_concurrency)
-            if run.utilisation <= self.a.max_utilisation or batch >= self.w.batch_size:
+            if run.utilisation <= self.a.max_utilisation or batch >= largest:
                 return run
-            batch = min(float(self.w.batch_size), batch * 1.5)
+            batch = min(largest, batch * 1.5)
 
     def _hot_stream_rate(self, streams: float) -> float:
         if not self.by_key:
