@@ -200,6 +200,8 @@ def render(report: dict[str, Any]) -> None:
     row("  partitions (throughput)", _n(ddb["partitions"]),
         f"{_n(ddb['wru_per_partition'])} WRU/s, {_n(ddb['rru_per_partition'])} RRU/s each "
         "(limits 1,000 / 3,000)")
+    row("  hottest partition WRU/s", _n(ddb["hottest_partition_wru_per_s"]),
+        "the most of: the hottest item, the watermark items, an average partition")
     row("  hottest item WRU/s", _n(ddb["hottest_item_wru_per_s"]),
         f"{_n(ddb['hottest_item_writes_per_s'])} writes/s of "
         f"{_n(ddb['hottest_pane_item_bytes'])} B; {_n(ddb['keys_over_item_limit'])} keys "
