@@ -187,7 +187,7 @@ def test_measure_runs_the_bench_functions_and_saves_what_it_used(
 ) -> None:
     # GIVEN a tiny measurement (the real one takes a minute or two)
     monkeypatch.setattr(calibration, "MEASURE_SIZES", calibration.Sizes(
-        cpu_events=300, cpu_repeats=1, write_events=300, close_events=600, close_keys=5))
+        cpu_events=200, cpu_repeats=1, write_events=200, close_events=300, close_keys=3))
     saved = tmp_path / "cal.json"
     code = main(["plan", CLICKSTREAM, "--events-per-second", "1000", "--keys", "1000",
                  "--measure", "--save-calibration", str(saved), "--json"])
