@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench_arguments(commands.add_parser(
         "bench", help="throughput, write cost, cold start, close latency and $ against targets"))
+
+    from tidegate_dev.plan.cli import add_arguments as plan_arguments
+
+    plan_arguments(commands.add_parser(
+        "plan", help="capacity and $/hour for a rate and key count, from bench's measurements"))
     return parser
 
 
@@ -110,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tidegate_dev.cli.schemas import schemas
 
             return schemas(args)
+        if args.command == "plan":
+            from tidegate_dev.plan.cli import plan
+
+            return plan(args)
         if args.command in ("produce", "status", "tail", "dlq"):
             from importlib import import_module
 
