@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tidegate import redrive
 from tidegate.aws import retry_budget
 from tidegate.dlq import QueueOutput, dead_letter
 from tidegate.rejections import FUTURE_TIMESTAMP, LATE, Rejected
@@ -56,6 +57,7 @@ class _Group:
     sk: str
     key: str
     members: list[Member] = field(default_factory=list)
+    redriven: bool = False  # holds a redriven record: check the item's applied redrives
 
 
 class Ingestor:
@@ -112,9 +114,18 @@ class Ingestor:
         dead_records: list[SourceRecord] = []
         groups: dict[tuple[str, str], _Group] = {}
         valid: list[tuple[SourceRecord, Event]] = []
+        redriven = False
         for record in records:
             try:
-                event = self.decoder.decode_b64(record.data_b64)
+                try:
+                    event = self._decode(record)
+                except Rejected:
+                    # A redriven record's envelope fails every decoder: looking for it
+                    # only here costs the records without one nothing.
+                    if not redrive.unwrap(record):
+                        raise
+                    redriven = True
+                    event = self._decode(record)
                 if self.skew is not None and event.time_ms > record.arrival_ms + self.skew:
                     raise Rejected(
                         FUTURE_TIMESTAMP,
@@ -132,6 +143,9 @@ class Ingestor:
             if group is None:
                 group = groups[(pk, sk)] = _Group(pk, sk, event.key)
             group.members.append((record, event))
+        if redriven:
+            for group in groups.values():
+                group.redriven = any(r.redrive_id is not None for r, _ in group.members)
 
         failed: list[SourceRecord] = []
         # Groups in order of their first record: the batch's earliest records are applied
@@ -161,6 +175,11 @@ class Ingestor:
         outcome.failed = failed
         self._advance_watermarks(valid, failed, now, state, records)
         return outcome
+
+    def _decode(self, record: SourceRecord) -> Event:
+        if record.headers is None:
+            return self.decoder.decode_b64(record.data_b64)
+        return self.decoder.decode_headed(record.data_b64, record.headers)
 
     def _send(
         self, output: QueueOutput, messages: list[dict[str, Any]], records: list[SourceRecord]
@@ -237,7 +256,14 @@ class Ingestor:
         already handled — they must be on the queue by then."""
         sent: set[int] = set()
         for _ in range(_MAX_CONFLICT_RETRIES):
-            verdict = self.windows.judge(group.key, group.sk, group.members, item, watermark)
+            members, redriven_before = group.members, 0
+            if group.redriven:
+                members, redriven_before = redrive.skip_applied(members, item)
+            verdict = self.windows.judge(group.key, group.sk, members, item, watermark)
+            verdict.duplicates += redriven_before
+            if group.redriven and verdict.item is not None:
+                # Same item, same condition as the events: applied once, whatever copies.
+                redrive.record_applied(verdict.item, verdict.applied)
             unsent = [m for m in verdict.late if id(m[0]) not in sent]
             if unsent:
                 self._send_late(unsent, watermark)

@@ -92,13 +92,23 @@ class Runtime:
         from tidegate.ingest import Ingestor
         from tidegate.schemas.compile import compile_schema
         from tidegate.schemas.decode import JsonDecoder
+        from tidegate.spec import RegistrySchema
 
         model = compile_schema(self.pipeline)
+        upgrader = None
+        if isinstance(self.pipeline.schema_, RegistrySchema):
+            from tidegate.schemas.versions import Upgrader
+
+            upgrader = Upgrader(self.pipeline.schema_, model, self.pipeline.event_time)
         if self.pipeline.format == "avro":
             from tidegate.schemas.avro import AvroDecoder, GlueSchemas
 
             schemas = GlueSchemas.for_pipeline(self.pipeline, self.env)
-            decoder: JsonDecoder = AvroDecoder(self.pipeline, model, schemas)
+            decoder: JsonDecoder = AvroDecoder(self.pipeline, model, schemas, upgrader)
+        elif upgrader is not None:
+            from tidegate.schemas.versions import VersionedJsonDecoder
+
+            decoder = VersionedJsonDecoder(self.pipeline, model, upgrader)
         else:
             decoder = JsonDecoder(self.pipeline, model)
         return Ingestor(
