@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -38,6 +39,13 @@ class Count:
     def add(self, acc: int, value: Any) -> int:
         return acc + 1
 
+    def add_all(self, acc: int, values: list[Any]) -> int:
+        if type(acc) is int:
+            return acc + len(values)  # integer +1s, all at once
+        for value in values:
+            acc = self.add(acc, value)
+        return acc
+
     def merge(self, a: int, b: int) -> int:
         return int(a) + int(b)
 
@@ -63,6 +71,18 @@ class Sum:
         if type(value) is int:
             return [_int_add(acc[0], value), acc[1] or False]
         return [_num_add(acc[0], exact(value)), acc[1] or isinstance(value, float)]
+
+    def add_all(self, acc: list[Any], values: list[Any]) -> list[Any]:
+        """`add` of each value in turn (same steps, same order: exactly add's result),
+        with the int + int step inline."""
+        total, saw_float = acc
+        for value in values:
+            if type(value) is int and type(total) is int:
+                total += value
+                saw_float = saw_float or False
+            else:
+                total, saw_float = self.add([total, saw_float], value)
+        return [total, saw_float]
 
     def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
         return [_num_add(a[0], b[0]), bool(a[1]) or bool(b[1])]
@@ -109,6 +129,24 @@ class Extreme:
             return acc
         return self._better(acc, [exact(value), isinstance(value, float)])
 
+    def add_all(self, acc: list[Any], values: list[Any]) -> list[Any]:
+        """`add` of each value in turn, with the int-against-int step inline."""
+        largest = self.largest
+        for value in values:
+            current = acc[0]
+            if type(value) is int:
+                if type(current) is int:
+                    if value == current:
+                        acc = [current, False]
+                    elif (value > current) == largest:
+                        acc = [value, False]
+                    continue
+                if current is None:
+                    acc = [value, False]  # _better of nothing and this value
+                    continue
+            acc = self.add(acc, value)
+        return acc
+
     def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
         return self._better(a, b)
 
@@ -135,6 +173,17 @@ class Avg:
             return [_int_add(acc[0], value), acc[1] + 1]
         return [_num_add(acc[0], exact(value)), acc[1] + 1]
 
+    def add_all(self, acc: list[Any], values: list[Any]) -> list[Any]:
+        """`add` of each value in turn, with the int + int step inline."""
+        total, count = acc
+        for value in values:
+            if type(value) is int and type(total) is int:
+                total += value
+                count += 1
+            else:
+                total, count = self.add([total, count], value)
+        return [total, count]
+
     def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
         return [_num_add(a[0], b[0]), int(a[1]) + int(b[1])]
 
@@ -158,6 +207,20 @@ def build_aggregates(pipeline: Pipeline) -> list[AggregateFunction]:
     return functions
 
 
+def _add_all_of(function: AggregateFunction) -> Callable[[Any, list[Any]], Any]:
+    """The function's own `add_all`, else `add` of each value in turn."""
+    own = getattr(function, "add_all", None)
+    if own is not None:
+        return own  # type: ignore[no-any-return]
+
+    def add_each(acc: Any, values: list[Any]) -> Any:
+        for value in values:
+            acc = function.add(acc, value)
+        return acc
+
+    return add_each
+
+
 class AccumulatorSet:
     """All of a pipeline's aggregates over one pane or session, keyed by state name."""
 
@@ -175,6 +238,10 @@ class AccumulatorSet:
             (name, f.field, f.add) for name, f in self.by_state.items()
             if name not in self._counters
         ]
+        self._bulk_adders = [
+            (name, f.field, _add_all_of(f)) for name, f in self.by_state.items()
+            if name not in self._counters
+        ]
 
     def create(self) -> dict[str, Any]:
         return {name: create() for name, create in self._creators}
@@ -188,6 +255,35 @@ class AccumulatorSet:
             value = values.get(field_name) if field_name else True
             if value is not None:
                 acc[state_name] = add(acc[state_name], value)
+
+    def add_events(self, acc: dict[str, Any], events: list[dict[str, Any]]) -> None:
+        """add_event for each of `events` in turn, one aggregate at a time.
+
+        A batch group holds a few to thousands of events: per aggregate, one pass over its
+        values costs a loop step per event instead of two calls. Each aggregate's
+        accumulator sees the same values in the same order as through add_event, so the
+        result is identical (accumulators are independent of one another).
+        """
+        for state_name in self._counters:
+            total = acc[state_name]
+            if type(total) is int:
+                acc[state_name] = total + len(events)
+            else:
+                for _ in events:
+                    total = total + 1
+                acc[state_name] = total
+        present: dict[str | None, list[Any]] = {}  # values by field: sum and max share one
+        for state_name, field_name, add_all in self._bulk_adders:
+            values = present.get(field_name)
+            if values is None:
+                if field_name:
+                    values = [e.get(field_name) for e in events]
+                    if None in values:
+                        values = [v for v in values if v is not None]
+                else:
+                    values = [True] * len(events)
+                present[field_name] = values
+            acc[state_name] = add_all(acc[state_name], values)
 
     def merge(self, a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any]:
         merged = self.create()
