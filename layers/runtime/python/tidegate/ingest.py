@@ -222,20 +222,34 @@ class Ingestor:
             if mark is None or record.mark < mark:
                 first_failure[record.partition] = record.mark
         highest: dict[str, int] = {}
-        for record, event in valid:
-            stop = first_failure.get(record.partition)
-            if stop is not None and record.mark >= stop:
-                continue
-            if event.time_ms > highest.get(record.partition, MIN_WATERMARK):
-                highest[record.partition] = event.time_ms
         # How far the batch got per partition, dead-lettered records included.
         reached: dict[str, str] = {}
-        for record in records:
-            if record.partition not in first_failure and record.mark > reached.get(
-                record.partition, ""
-            ):
-                reached[record.partition] = record.mark
-        partitions = {r.partition for r, _ in valid} | set(first_failure)
+        sources = {r.partition for r in records}
+        if len(sources) == 1 and not first_failure:
+            # A Kinesis batch's case (one shard, completed): the loops below reduce to two
+            # max() over the batch.
+            (partition,) = sources
+            if valid:
+                top = max(event.time_ms for _, event in valid)
+                if top > MIN_WATERMARK:
+                    highest[partition] = top
+            mark = max(r.mark for r in records)
+            if mark > "":
+                reached[partition] = mark
+            partitions = {partition} if valid else set()
+        else:
+            for record, event in valid:
+                stop = first_failure.get(record.partition)
+                if stop is not None and record.mark >= stop:
+                    continue
+                if event.time_ms > highest.get(record.partition, MIN_WATERMARK):
+                    highest[record.partition] = event.time_ms
+            for record in records:
+                if record.partition not in first_failure and record.mark > reached.get(
+                    record.partition, ""
+                ):
+                    reached[record.partition] = record.mark
+            partitions = {r.partition for r, _ in valid} | set(first_failure)
         for partition in sorted(set(reached) - partitions):
             # Dead letters only: read past, but no sign of life for the watermark.
             self.watermarks.record_position(partition, reached[partition])

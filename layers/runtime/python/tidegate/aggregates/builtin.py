@@ -46,6 +46,8 @@ class Count:
             acc = self.add(acc, value)
         return acc
 
+    add_ints = add_all
+
     def merge(self, a: int, b: int) -> int:
         return int(a) + int(b)
 
@@ -83,6 +85,13 @@ class Sum:
             else:
                 total, saw_float = self.add([total, saw_float], value)
         return [total, saw_float]
+
+    def add_ints(self, acc: list[Any], values: list[int]) -> list[Any]:
+        """add_all of plain ints: int addition is exact, so one sum() is the same total."""
+        total = acc[0]
+        if type(total) is int and values:
+            return [total + sum(values), acc[1] or False]
+        return self.add_all(acc, values)
 
     def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
         return [_num_add(a[0], b[0]), bool(a[1]) or bool(b[1])]
@@ -147,6 +156,19 @@ class Extreme:
             acc = self.add(acc, value)
         return acc
 
+    def add_ints(self, acc: list[Any], values: list[int]) -> list[Any]:
+        """add_all of plain ints, from their own extreme: `add` keeps the accumulator
+        unless a value equals or beats it, and then the result is [that value, False]."""
+        current = acc[0]
+        if not values or not (current is None or type(current) is int):
+            return self.add_all(acc, values)
+        best = max(values) if self.largest else min(values)
+        if current is None or best == current:
+            return [best, False]
+        if (best > current) == self.largest:
+            return [best, False]
+        return acc
+
     def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
         return self._better(a, b)
 
@@ -184,6 +206,13 @@ class Avg:
                 total, count = self.add([total, count], value)
         return [total, count]
 
+    def add_ints(self, acc: list[Any], values: list[int]) -> list[Any]:
+        """add_all of plain ints: exact int sums, so one sum() and one count."""
+        total, count = acc
+        if type(total) is int and type(count) is int and values:
+            return [total + sum(values), count + len(values)]
+        return self.add_all(acc, values)
+
     def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
         return [_num_add(a[0], b[0]), int(a[1]) + int(b[1])]
 
@@ -205,6 +234,14 @@ def build_aggregates(pipeline: Pipeline) -> list[AggregateFunction]:
         else:
             functions.append(Avg(name, spec.field))
     return functions
+
+
+_INTS = {int}
+
+
+def _plain(value: Any) -> bool:
+    """An immutable accumulator value: shared between accumulators without copying."""
+    return value is None or type(value) in (int, bool, Decimal, str)
 
 
 def _add_all_of(function: AggregateFunction) -> Callable[[Any, list[Any]], Any]:
@@ -239,12 +276,30 @@ class AccumulatorSet:
             if name not in self._counters
         ]
         self._bulk_adders = [
-            (name, f.field, _add_all_of(f)) for name, f in self.by_state.items()
+            (name, f.field, _add_all_of(f), getattr(f, "add_ints", None) or _add_all_of(f))
+            for name, f in self.by_state.items()
             if name not in self._counters
         ]
 
-    def create(self) -> dict[str, Any]:
+        # create() runs for every batch group: when every empty accumulator is a plain
+        # value or a flat list of them (the built-ins'), copy a template instead of calling
+        # each function's create().
+        template = self._create_each()
+        flat = all(_plain(v) or (type(v) is list and all(map(_plain, v)))
+                   for v in template.values())
+        self._template = template if flat else None
+        self._lists = [name for name, v in template.items() if type(v) is list]
+
+    def _create_each(self) -> dict[str, Any]:
         return {name: create() for name, create in self._creators}
+
+    def create(self) -> dict[str, Any]:
+        if self._template is None:
+            return self._create_each()
+        acc = self._template.copy()
+        for name in self._lists:
+            acc[name] = acc[name].copy()  # a list of its own, as create() returns
+        return acc
 
     def add_event(self, acc: dict[str, Any], values: dict[str, Any]) -> None:
         """Fold one event's field values into `acc` in place; absent optional values skip."""
@@ -264,6 +319,12 @@ class AccumulatorSet:
         accumulator sees the same values in the same order as through add_event, so the
         result is identical (accumulators are independent of one another).
         """
+        if len(events) < 3:
+            # Where most groups are (many keys, few events each): the per-event path costs
+            # less than setting up the bulk one.
+            for values in events:
+                self.add_event(acc, values)
+            return
         for state_name in self._counters:
             total = acc[state_name]
             if type(total) is int:
@@ -272,18 +333,21 @@ class AccumulatorSet:
                 for _ in events:
                     total = total + 1
                 acc[state_name] = total
-        present: dict[str | None, list[Any]] = {}  # values by field: sum and max share one
-        for state_name, field_name, add_all in self._bulk_adders:
-            values = present.get(field_name)
-            if values is None:
+        # A field's present values, and whether all are plain ints (then the aggregates
+        # take them whole: add_ints); sum and max of one field share the list.
+        present: dict[str | None, tuple[list[Any], bool]] = {}
+        for state_name, field_name, add_all, add_ints in self._bulk_adders:
+            found = present.get(field_name)
+            if found is None:
                 if field_name:
                     values = [e.get(field_name) for e in events]
                     if None in values:
                         values = [v for v in values if v is not None]
                 else:
                     values = [True] * len(events)
-                present[field_name] = values
-            acc[state_name] = add_all(acc[state_name], values)
+                found = present[field_name] = (values, set(map(type, values)) == _INTS)
+            values, ints_only = found
+            acc[state_name] = (add_ints if ints_only else add_all)(acc[state_name], values)
 
     def merge(self, a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any]:
         merged = self.create()
