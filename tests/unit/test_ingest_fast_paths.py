@@ -182,3 +182,26 @@ def test_decoding_through_the_fast_path_matches_a_plain_validation(decoder: Json
 
     assert event == decoder._to_event(decoder.model.model_validate_json(raw))
     assert (event.time_ms, event.key, event.values) == (7, '["zoë"]', {"qty": None, "v": 2.5})
+
+
+def test_empty_accumulators_from_the_template_are_fresh_and_equal_to_create() -> None:
+    s = _accumulators()
+    first, second = s.create(), s.create()
+
+    assert repr(first) == repr(s._create_each())
+    for name, value in first.items():
+        if isinstance(value, list):
+            assert value is not second[name]  # never shared between groups
+
+
+def test_groups_of_every_size_aggregate_as_one_event_at_a_time() -> None:
+    """add_events takes the per-event path below 3 events and the bulk one from 3 on."""
+    s = _accumulators()
+    values = [3, 2.5, None, 7, 7, -1, 0.1, 12]
+    for size in range(len(values) + 1):
+        events = [{"v": v} for v in values[:size]]
+        one_by_one, in_bulk = s.create(), s.create()
+        for event in events:
+            s.add_event(one_by_one, event)
+        s.add_events(in_bulk, events)
+        assert repr(in_bulk) == repr(one_by_one), size
