@@ -224,11 +224,11 @@ class Ingestor:
         highest: dict[str, int] = {}
         # How far the batch got per partition, dead-lettered records included.
         reached: dict[str, str] = {}
-        sources = {r.partition for r in records}
-        if len(sources) == 1 and not first_failure:
+        read_from = {r.partition for r in records}
+        if len(read_from) == 1 and not first_failure:
             # A Kinesis batch's case (one shard, completed): the loops below reduce to two
             # max() over the batch.
-            (partition,) = sources
+            (partition,) = read_from
             if valid:
                 top = max(event.time_ms for _, event in valid)
                 if top > MIN_WATERMARK:
