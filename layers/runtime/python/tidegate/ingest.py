@@ -112,13 +112,20 @@ class Ingestor:
 
         dead: list[dict[str, Any]] = []
         dead_records: list[SourceRecord] = []
-        groups: dict[tuple[str, str], _Group] = {}
+        groups: dict[tuple[str, int], _Group] = {}
         valid: list[tuple[SourceRecord, Event]] = []
         redriven = False
+        # Bound once: this loop runs for every record of every batch.
+        decode_b64 = self.decoder.decode_b64
+        slot = self.windows.slot
         for record in records:
             try:
                 try:
-                    event = self._decode(record)
+                    # _decode's common case (no headers) without its call.
+                    if record.headers is None:
+                        event = decode_b64(record.data_b64)
+                    else:
+                        event = self._decode(record)
                 except Rejected:
                     # A redriven record's envelope fails every decoder: looking for it
                     # only here costs the records without one nothing.
@@ -137,12 +144,16 @@ class Ingestor:
                 dead.append(dead_letter(self.pipeline.name, record, rej.reason, rej.detail))
                 dead_records.append(record)
                 continue
-            valid.append((record, event))
-            pk, sk = self.windows.locate(event.key, event.time_ms)
-            group = groups.get((pk, sk))
+            member = (record, event)
+            valid.append(member)
+            # Grouped by (key, slot), which names the same item as (PK, SK) does: the item's
+            # key strings are built once per group, not per event.
+            at = (event.key, slot(event.time_ms))
+            group = groups.get(at)
             if group is None:
-                group = groups[(pk, sk)] = _Group(pk, sk, event.key)
-            group.members.append((record, event))
+                pk, sk = self.windows.locate(event.key, event.time_ms)
+                group = groups[at] = _Group(pk, sk, event.key)
+            group.members.append(member)
         if redriven:
             for group in groups.values():
                 group.redriven = any(r.redrive_id is not None for r, _ in group.members)
@@ -211,20 +222,34 @@ class Ingestor:
             if mark is None or record.mark < mark:
                 first_failure[record.partition] = record.mark
         highest: dict[str, int] = {}
-        for record, event in valid:
-            stop = first_failure.get(record.partition)
-            if stop is not None and record.mark >= stop:
-                continue
-            if event.time_ms > highest.get(record.partition, MIN_WATERMARK):
-                highest[record.partition] = event.time_ms
         # How far the batch got per partition, dead-lettered records included.
         reached: dict[str, str] = {}
-        for record in records:
-            if record.partition not in first_failure and record.mark > reached.get(
-                record.partition, ""
-            ):
-                reached[record.partition] = record.mark
-        partitions = {r.partition for r, _ in valid} | set(first_failure)
+        read_from = {r.partition for r in records}
+        if len(read_from) == 1 and not first_failure:
+            # A Kinesis batch's case (one shard, completed): the loops below reduce to two
+            # max() over the batch.
+            (partition,) = read_from
+            if valid:
+                top = max(event.time_ms for _, event in valid)
+                if top > MIN_WATERMARK:
+                    highest[partition] = top
+            mark = max(r.mark for r in records)
+            if mark > "":
+                reached[partition] = mark
+            partitions = {partition} if valid else set()
+        else:
+            for record, event in valid:
+                stop = first_failure.get(record.partition)
+                if stop is not None and record.mark >= stop:
+                    continue
+                if event.time_ms > highest.get(record.partition, MIN_WATERMARK):
+                    highest[record.partition] = event.time_ms
+            for record in records:
+                if record.partition not in first_failure and record.mark > reached.get(
+                    record.partition, ""
+                ):
+                    reached[record.partition] = record.mark
+            partitions = {r.partition for r, _ in valid} | set(first_failure)
         for partition in sorted(set(reached) - partitions):
             # Dead letters only: read past, but no sign of life for the watermark.
             self.watermarks.record_position(partition, reached[partition])

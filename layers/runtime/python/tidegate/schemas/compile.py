@@ -19,7 +19,7 @@ from pydantic import (
     create_model,
 )
 
-from tidegate.schemas.eventtime import to_epoch_ms
+from tidegate.schemas.eventtime import MAX_EVENT_TIME_MS, to_epoch_ms
 from tidegate.spec import EnumField, InlineSchema, Pipeline, RefSchema, RegistrySchema
 
 # DynamoDB Numbers span 1e-130..1e126 with 38 digits; sums of 64-bit integers stay exact.
@@ -35,6 +35,17 @@ def _int64(value: int) -> int:
 
 
 def _finite_number(value: int | float) -> int | float:
+    # Runs for every event: the common in-range values return after one test, and only the
+    # rest take the checks below, which word the error.
+    if type(value) is float:
+        if _NUMBER_FLOOR <= abs(value) <= _NUMBER_LIMIT or value == 0.0:
+            return value  # NaN and the infinities fail both tests
+    elif type(value) is int and -_INT64 <= value < _INT64:
+        return value
+    return _checked_number(value)
+
+
+def _checked_number(value: int | float) -> int | float:
     if isinstance(value, int):
         return _int64(value)
     if not math.isfinite(value):
@@ -45,12 +56,19 @@ def _finite_number(value: int | float) -> int | float:
     return value
 
 
+def _timestamp(value: object) -> int:
+    """to_epoch_ms, with the common case (an in-range epoch-ms int) answered in one test."""
+    if type(value) is int and 0 <= value <= MAX_EVENT_TIME_MS:
+        return value
+    return to_epoch_ms(value)
+
+
 _TYPES: dict[str, Any] = {
     "string": StrictStr,
     "integer": Annotated[StrictInt, AfterValidator(_int64)],
     "number": Annotated[StrictInt | StrictFloat, AfterValidator(_finite_number)],
     "boolean": StrictBool,
-    "timestamp": Annotated[int, BeforeValidator(to_epoch_ms)],
+    "timestamp": Annotated[int, BeforeValidator(_timestamp)],
 }
 
 

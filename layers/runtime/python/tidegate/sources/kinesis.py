@@ -32,17 +32,18 @@ def is_kinesis_event(event: dict[str, Any]) -> bool:
 
 
 def records_of(event: dict[str, Any]) -> list[SourceRecord]:
+    # Runs for every record: positional arguments, in SourceRecord's field order.
     out: list[SourceRecord] = []
+    append = out.append
     for rec in event.get("Records") or []:
         payload = rec["kinesis"]
-        shard = rec["eventID"].rsplit(":", 1)[0]
-        out.append(
+        append(
             SourceRecord(
-                partition=shard,
-                position=payload["sequenceNumber"],
-                data_b64=payload.get("data", ""),
-                arrival_ms=int(float(payload.get("approximateArrivalTimestamp", 0)) * 1000),
-                partition_key=payload.get("partitionKey"),
+                rec["eventID"].rsplit(":", 1)[0],  # the shard id
+                payload["sequenceNumber"],
+                payload.get("data", ""),
+                int(float(payload.get("approximateArrivalTimestamp", 0)) * 1000),
+                payload.get("partitionKey"),
             )
         )
     return out

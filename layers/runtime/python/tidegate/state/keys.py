@@ -34,6 +34,16 @@ def decode_time(text: str) -> int:
 
 def position_mark(position: str | int) -> str:
     """Sequence number or offset -> a string whose order is the numeric order."""
+    # Computed for every record: ASCII digits that fit the width (every Kinesis sequence
+    # number) pad to the same string as their int() does, leading zeros included; anything
+    # else (signs, spaces, underscores, non-ASCII digits) is normalised through int().
+    if (
+        type(position) is str
+        and len(position) <= POSITION_WIDTH
+        and position.isascii()
+        and position.isdigit()
+    ):
+        return position.zfill(POSITION_WIDTH)
     return str(int(position)).zfill(POSITION_WIDTH)
 
 

@@ -17,6 +17,9 @@ from tidegate.state import keys
 from tidegate.state.protocol import Member, Verdict, split_duplicates
 from tidegate.windows.base import PaneAssigner, ceil_to
 
+# Bound of each per-process memo below: a few MB whatever the keys.
+_MEMO_LIMIT = 50_000
+
 
 class PaneState:
     def __init__(
@@ -26,10 +29,59 @@ class PaneState:
         self.assigner = assigner
         self.acc = accumulators
         self.lateness = pipeline.allowed_lateness
+        # Per-group work that depends only on the pane and the watermark (a batch spans a
+        # few panes but hundreds of keys), and on the key: computed once, not per group.
+        self._bounds: dict[tuple[str, int], tuple[int, int]] = {}
+        self._keys: dict[str, tuple[str, str]] = {}
+        self._sks: dict[int, str] = {}
+        self._pane_ms = assigner.pane_ms
+        # A new pane's `open_sk` is its first window's start plus this.
+        self._first_look = assigner.size_ms + (
+            0 if pipeline.emit == "updates" else pipeline.allowed_lateness
+        )
 
     def locate(self, key: str, time_ms: int) -> tuple[str, str]:
-        pk = keys.key_pk(self.pipeline.name, self.pipeline.state_version, key)
-        return pk, keys.pane_sk(self.assigner.pane_of(time_ms))
+        pane = self.assigner.pane_of(time_ms)
+        sk = self._sks.get(pane)
+        if sk is None:
+            if len(self._sks) >= _MEMO_LIMIT:
+                self._sks.clear()
+            sk = self._sks[pane] = keys.pane_sk(pane)
+        return self._item_keys(key)[0], sk
+
+    def slot(self, time_ms: int) -> int:
+        return time_ms - time_ms % self._pane_ms  # assigner.pane_of, inline: once per event
+
+    def _pane_bounds(self, sk: str, watermark: int) -> tuple[int, int]:
+        """(the pane's last window, its first window not final at `watermark`)."""
+        bounds = self._bounds.get((sk, watermark))
+        if bounds is None:
+            a = self.assigner
+            pane = keys.start_of_sk(sk)
+            # Windows starting before this are final at `watermark` (close = end + lateness).
+            first_unfinal = max(
+                a.first_window_of_pane(pane),
+                ceil_to(watermark - a.size_ms - self.lateness + 1, a.slide_ms),
+            )
+            bounds = (a.last_window_of_pane(pane), first_unfinal)
+            if len(self._bounds) >= _MEMO_LIMIT:
+                self._bounds.clear()
+            self._bounds[(sk, watermark)] = bounds
+        return bounds
+
+    def _item_keys(self, key: str) -> tuple[str, str]:
+        """(PK, open-index PK) of a key's pane items."""
+        found = self._keys.get(key)
+        if found is None:
+            p = self.pipeline
+            found = (
+                keys.key_pk(p.name, p.state_version, key),
+                keys.open_index_pk(p.name, p.state_version, key, p.index_shards),
+            )
+            if len(self._keys) >= _MEMO_LIMIT:
+                self._keys.clear()
+            self._keys[key] = found
+        return found
 
     def judge(
         self, key: str, sk: str, members: list[Member], item: dict[str, Any] | None,
@@ -41,13 +93,7 @@ class PaneState:
             return Verdict(None, expected, [], [], duplicates)
 
         a = self.assigner
-        pane = keys.start_of_sk(sk)
-        last_ws = a.last_window_of_pane(pane)
-        # Windows starting before this are final at `watermark` (close = end + lateness).
-        first_unfinal = max(
-            a.first_window_of_pane(pane),
-            ceil_to(watermark - a.size_ms - self.lateness + 1, a.slide_ms),
-        )
+        last_ws, first_unfinal = self._pane_bounds(sk, watermark)
         if item is None:
             floor_ws = first_unfinal
         else:
@@ -60,12 +106,12 @@ class PaneState:
 
         batch_acc = self.acc.create()
         times = [event.time_ms for _, event in fresh]
-        for _, event in fresh:
-            self.acc.add_event(batch_acc, event.values)
+        self.acc.add_events(batch_acc, [event.values for _, event in fresh])
 
         if item is None:
+            pk, open_pk = self._item_keys(key)
             new: dict[str, Any] = {
-                "PK": keys.key_pk(self.pipeline.name, self.pipeline.state_version, key),
+                "PK": pk,
                 "SK": sk,
                 "acc": batch_acc,
                 "n": len(fresh),
@@ -74,13 +120,9 @@ class PaneState:
                 "next_ws": open_ws,
                 "tmin": min(times),
                 "tmax": max(times),
-                "open_pk": keys.open_index_pk(
-                    self.pipeline.name, self.pipeline.state_version, key,
-                    self.pipeline.index_shards,
-                ),
+                "open_pk": open_pk,
                 # When the closer first looks at the pane's next window.
-                "open_sk": open_ws + a.size_ms
-                + (0 if self.pipeline.emit == "updates" else self.lateness),
+                "open_sk": open_ws + self._first_look,
             }
         else:
             new = dict(item)

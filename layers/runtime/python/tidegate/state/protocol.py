@@ -27,6 +27,11 @@ class WindowState(Protocol):
         """(PK, SK) of the item an event of `key` at `time_ms` updates."""
         ...
 
+    def slot(self, time_ms: int) -> int:
+        """Events of one key with equal slots update the same item (the same `locate`):
+        lets the ingest group a batch by (key, slot) and build keys once per group."""
+        ...
+
     def judge(
         self, key: str, sk: str, members: list[Member], item: dict[str, Any] | None,
         watermark: int,
@@ -42,7 +47,14 @@ def split_duplicates(
 
     Returns the fresh members, the duplicate count, and the marks raised by the fresh ones.
     """
-    marks: dict[str, str] = dict(item.get("hw", {})) if item else {}
+    if not item:
+        # A new item (every group's case in a batch of new panes): nothing to skip.
+        marks: dict[str, str] = {}
+        for record, _ in members:
+            if record.mark > marks.get(record.partition, ""):
+                marks[record.partition] = record.mark
+        return list(members), 0, marks
+    marks = dict(item.get("hw", {}))
     fresh: list[Member] = []
     duplicates = 0
     for record, event in members:

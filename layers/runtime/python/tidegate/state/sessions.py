@@ -61,6 +61,9 @@ class SessionState:
     def locate(self, key: str, time_ms: int) -> tuple[str, str]:
         return keys.key_pk(self.pipeline.name, self.pipeline.state_version, key), OPEN_SESSIONS_SK
 
+    def slot(self, time_ms: int) -> int:
+        return 0  # all of a key's open sessions share one item
+
     def judge(
         self, key: str, sk: str, members: list[Member], item: dict[str, Any] | None,
         watermark: int,
