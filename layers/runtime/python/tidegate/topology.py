@@ -31,6 +31,10 @@ ENV_SCHEMA_NAME = "TIDEGATE_SCHEMA_NAME"
 ENV_SINK_TARGET = "TIDEGATE_SINK_TARGET"  # stream name / queue URL / topic ARN / bus name
 ENV_RETENTION = "TIDEGATE_STATE_RETENTION_S"  # how long closed state is kept (TTL)
 ENV_CLOCK = "TIDEGATE_CLOCK_MS"  # tests only: a fixed processing time
+# Closer fan-out (tidegate/fanout.py): local worker threads (unset: deployed, the function
+# invokes itself; locally, no fan-out), and the due panes above which a run fans out.
+ENV_CLOSER_WORKERS = "TIDEGATE_CLOSER_WORKERS"
+ENV_FANOUT_THRESHOLD = "TIDEGATE_FANOUT_THRESHOLD"
 
 HANDLER_ENV = (
     ENV_PIPELINE,
