@@ -180,3 +180,46 @@ def simulate(windows: int, workers: list[int], index_shards: int) -> list[SimRun
     opened = open_windows(pipeline, windows)
     with endpoint():
         return [run_once(pipeline, opened, n) for n in workers]
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        message = f"close-sim: --workers must be counts like 1,2,4,8, not {text!r}"
+        raise SystemExit(message) from None
+    if not counts or min(counts) < 1:
+        raise SystemExit(f"close-sim: --workers must be counts of at least 1, not {text!r}")
+    return counts
+
+
+def cli(args: Any) -> int:
+    """`tidegate bench close-sim`: prints one row per worker count; non-zero on any miss or
+    double emission of different content."""
+    from rich.table import Table
+
+    from tidegate_dev.cli.console import err, out
+
+    workers = _counts(args.workers)
+    if args.windows < 1:
+        raise SystemExit("close-sim: --windows must be at least 1")
+    shards = args.shards or max(workers)
+    err.print(f"[bold]close-sim[/]: {args.windows:,} windows, {shards} index shards, "
+              f"workers {', '.join(map(str, workers))}")
+    runs = simulate(args.windows, workers, shards)
+    if args.json:
+        out.print_json(json.dumps({"windows": args.windows, "index_shards": shards,
+                                   "runs": [r.as_dict() for r in runs]}))
+    else:
+        table = Table(title=f"closer fan-out: {args.windows:,} windows, {shards} index "
+                            "shards, embedded moto")
+        for col in ("workers", "seconds", "windows/s", "published", "distinct keys",
+                    "missed", "conflicting", "left open", "ok"):
+            table.add_column(col, justify="right")
+        for r in runs:
+            table.add_row(str(r.workers), f"{r.seconds:,.1f}", f"{r.windows_per_second:,.1f}",
+                          f"{r.published:,}", f"{r.distinct_keys:,}", str(r.missing),
+                          str(r.conflicting + r.wrong_content), str(r.left_open),
+                          "yes" if r.ok else "NO")
+        out.print(table)
+    return 0 if all(r.ok for r in runs) else 1
