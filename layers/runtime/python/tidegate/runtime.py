@@ -103,6 +103,7 @@ class Runtime:
             late_output=QueueOutput(self.env[topology.ENV_LATE_URL]),
             expected_partitions=self.partitions.expected,
             now_ms=now_ms,
+            write_concurrency=int(self.env.get(topology.ENV_INGEST_WRITE_CONCURRENCY, "1")),
         )
 
     def closer(self) -> PaneCloser | SessionCloser:
