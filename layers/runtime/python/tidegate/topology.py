@@ -35,7 +35,7 @@ ENV_CLOCK = "TIDEGATE_CLOCK_MS"  # tests only: a fixed processing time
 # invokes itself; locally, no fan-out), and the due panes above which a run fans out.
 ENV_CLOSER_WORKERS = "TIDEGATE_CLOSER_WORKERS"
 ENV_FANOUT_THRESHOLD = "TIDEGATE_FANOUT_THRESHOLD"
-# Conditional writes of one ingest batch in flight at once (default 1: one after another).
+# Conditional writes of one ingest batch in flight at once (default: 8 in Lambda, 1 locally).
 ENV_INGEST_WRITE_CONCURRENCY = "TIDEGATE_INGEST_WRITE_CONCURRENCY"
 
 HANDLER_ENV = (
