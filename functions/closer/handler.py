@@ -46,8 +46,10 @@ def _workers(context: Any) -> fanout.Workers | None:
     local = os.environ.get(topology.ENV_CLOSER_WORKERS)
     if local:
         return fanout.ThreadWorkers(int(local))
-    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):  # set by the Lambda runtime only
-        return fanout.LambdaWorkers(context.invoked_function_arn)
+    own_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")  # set by the Lambda runtime only
+    if own_name:
+        # The name, unqualified: what the grant names (infra/constructs/fanout.py).
+        return fanout.LambdaWorkers(own_name)
     return None
 
 
