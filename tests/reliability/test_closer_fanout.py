@@ -157,10 +157,12 @@ class FakeLambda:
     def __init__(self, refuse: set[int] | None = None) -> None:
         self.refuse = refuse or set()
         self.payloads: list[dict[str, Any]] = []
+        self.functions: set[str] = set()
 
     def invoke(self, FunctionName: str, InvocationType: str, Payload: bytes) -> dict:  # noqa: N803
         assert InvocationType == "Event"
         number = len(self.payloads)
+        self.functions.add(FunctionName)
         self.payloads.append(json.loads(Payload))
         if number in self.refuse:
             raise RuntimeError("AccessDeniedException: not allowed to invoke")
@@ -199,6 +201,30 @@ def test_the_coordinator_fans_out_to_itself_and_each_order_closes_its_partitions
     assert 0 < sum(inline.values()) < len(EXPECTED)
     assert aggregates_of(out.results) == EXPECTED
     assert left == 0
+
+
+def test_in_lambda_the_handler_coordinates_by_invoking_its_own_function(
+    moto_url: str, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tidegate.aws
+    from tidegate_dev.local.context import LambdaContext
+
+    lam = FakeLambda()
+    real_client = tidegate.aws.client
+    monkeypatch.setattr(tidegate.aws, "client",
+                        lambda service: lam if service == "lambda" else real_client(service))
+    with deployed(pipeline, moto_url) as env:
+        monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "tg-test-closer")
+        monkeypatch.setenv("TIDEGATE_FANOUT_THRESHOLD", "5")
+        assert env.deliver(_events()) == {"batchItemFailures": []}
+        answer = env.close(flush=True)
+        for payload in lam.payloads:
+            env.closer.handler(payload, LambdaContext("tg-test-closer"))
+        out = env.collect(events_in=len(_events()))
+
+    assert lam.functions == {"tg-test-closer"}
+    assert answer["workers"] == 4 and answer["windows_closed"] == 0
+    assert aggregates_of(out.results) == EXPECTED
 
 
 def test_below_the_threshold_the_coordinator_closes_inline(
