@@ -54,12 +54,14 @@ def _window_states(closer: Any) -> Counter[str]:
     return states
 
 
+@pytest.mark.parametrize("concurrency", [1, 4])
 def test_parallel_workers_after_crashed_ones_close_every_window_once_in_content(
-    moto_url: str, pipeline: Pipeline
+    moto_url: str, pipeline: Pipeline, concurrency: int
 ) -> None:
     with deployed(pipeline, moto_url) as env:
         assert env.deliver(_events()) == {"batchItemFailures": []}
         closer = env.closer._closer()
+        closer.concurrency = concurrency  # windows of different keys side by side, too
         watermark = closer.current_watermark(flush=True)
         partitions = closer.index_partitions()
 

@@ -23,7 +23,7 @@ def pipeline(make_pipeline: Any) -> Pipeline:
 def test_concurrent_group_writes_fail_only_the_failed_group_and_redelivery_completes(
     moto_url: str, pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TIDEGATE_INGEST_WRITE_CONCURRENCY", "4")
+    monkeypatch.setenv("TIDEGATE_WRITE_CONCURRENCY", "4")
     batch = [(seq(i), line(user, BASE_MS + 1_000 + i, i)) for i, user in enumerate(USERS)]
     with deployed(pipeline, moto_url) as env:
         assert env.ingest._ingestor().write_concurrency == 4
@@ -49,7 +49,7 @@ def test_concurrent_group_writes_fail_only_the_failed_group_and_redelivery_compl
 
 def test_a_bad_write_concurrency_is_named() -> None:
     runtime = Runtime.__new__(Runtime)
-    runtime.env = {"TIDEGATE_INGEST_WRITE_CONCURRENCY": "many"}
-    with pytest.raises(RuntimeError, match="TIDEGATE_INGEST_WRITE_CONCURRENCY must be a whole "
+    runtime.env = {"TIDEGATE_WRITE_CONCURRENCY": "many"}
+    with pytest.raises(RuntimeError, match="TIDEGATE_WRITE_CONCURRENCY must be a whole "
                                            "number >= 1, not 'many'"):
         _ = runtime.write_concurrency

@@ -19,11 +19,13 @@ above at `end + allowed_lateness`, the last version marked final. Sessions: sess
 
 from __future__ import annotations
 
+import contextvars
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from tidegate.aggregates.builtin import AccumulatorSet
 from tidegate.results import WindowResult, idempotency_key, key_object
@@ -76,6 +78,34 @@ class Claim:
     panes: list[dict[str, Any]] | None = None
 
 
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def per_key(items: list[T], key_of: Callable[[T], str], work: Callable[[T], R],
+            concurrency: int) -> list[R]:
+    """`work` on each item, in order within a key (a key's windows complete in order), keys
+    side by side up to `concurrency`; results in the order of `items`."""
+    if concurrency <= 1 or len(items) <= 1:
+        return [work(item) for item in items]
+    by_key: dict[str, list[int]] = {}
+    for i, item in enumerate(items):
+        by_key.setdefault(key_of(item), []).append(i)
+    results: list[Any] = [None] * len(items)
+
+    def run(indexes: list[int]) -> None:
+        for i in indexes:
+            results[i] = work(items[i])
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        # Each task in a copy of this context: a retry budget is a context variable.
+        futures = [pool.submit(contextvars.copy_context().run, run, indexes)
+                   for indexes in by_key.values()]
+        for future in futures:
+            future.result()
+    return results
+
+
 class Closer:
     """The close loop shared by every window kind: watermark, claims, publish, complete."""
 
@@ -99,6 +129,8 @@ class Closer:
         self.now_ms = now_ms
         self.retention_s = retention_s
         self.lateness = pipeline.allowed_lateness
+        # Windows of different keys claimed and completed side by side within a batch.
+        self.concurrency = 1
 
     def current_watermark(self, flush: bool = False) -> int:
         """The pipeline watermark now, stored so that it never moves back."""
@@ -157,17 +189,21 @@ class Closer:
         failed = self._send([c.result for c in publishable])  # type: ignore[misc]
         outcome.publish_failures = len(failed)
         done = {id(c) for i, c in enumerate(publishable) if i not in failed}
-        for claim in claims:
-            if claim.result is not None and id(claim) not in done:
-                continue  # stays CLOSING; the next run publishes it again
+        # Failed ones stay CLOSING; the next run publishes them again.
+        finishing = [c for c in claims if c.result is None or id(c) in done]
+        per_key(finishing, lambda c: c.pk, self._finish_claim, self.concurrency)
+        for claim in finishing:
             if claim.result is not None:
-                self.mark_emitted(claim)
                 outcome.results.append(claim.result)
-            if claim.final:
-                self.complete(claim)
-                outcome.windows_closed += 1
+            outcome.windows_closed += int(claim.final)
         outcome.results_published = len(publishable) - len(failed)
         return outcome
+
+    def _finish_claim(self, claim: Claim) -> None:
+        if claim.result is not None:
+            self.mark_emitted(claim)
+        if claim.final:
+            self.complete(claim)
 
     def _send(self, results: list[WindowResult]) -> set[int]:
         """Publish; retry only the entries the sink reports failed. Returns what still
@@ -312,10 +348,11 @@ class PaneCloser(Closer):
     def _claim_many(self, due: list[tuple[str, int]], watermark: int) -> list[Claim]:
         """Claims in the order given; the windows' result items are read in one batch."""
         items = self.store.batch_get([(pk, keys.window_sk(ws)) for pk, ws in due])
-        return [
-            self._claim(pk, ws, watermark, items.get((pk, keys.window_sk(ws))))
-            for pk, ws in due
-        ]
+        return per_key(
+            due, lambda window: window[0],
+            lambda w: self._claim(w[0], w[1], watermark, items.get((w[0], keys.window_sk(w[1])))),
+            self.concurrency,
+        )
 
     def _claim(
         self, pk: str, window_start: int, watermark: int, existing: dict[str, Any] | None

@@ -35,8 +35,9 @@ ENV_CLOCK = "TIDEGATE_CLOCK_MS"  # tests only: a fixed processing time
 # invokes itself; locally, no fan-out), and the due panes above which a run fans out.
 ENV_CLOSER_WORKERS = "TIDEGATE_CLOSER_WORKERS"
 ENV_FANOUT_THRESHOLD = "TIDEGATE_FANOUT_THRESHOLD"
-# Conditional writes of one ingest batch in flight at once (default: 8 in Lambda, 1 locally).
-ENV_INGEST_WRITE_CONCURRENCY = "TIDEGATE_INGEST_WRITE_CONCURRENCY"
+# Conditional writes in flight at once within an ingest batch (its groups) and a closer
+# batch (its windows of different keys); default 8 in Lambda, 1 locally.
+ENV_WRITE_CONCURRENCY = "TIDEGATE_WRITE_CONCURRENCY"
 
 HANDLER_ENV = (
     ENV_PIPELINE,
