@@ -51,6 +51,19 @@ def _linear_moto_kinesis() -> None:
     Shard.get_max_sequence_number = newest  # type: ignore[method-assign]
     Shard.get_min_sequence_number = oldest  # type: ignore[method-assign]
     Shard.get_records = get_records  # type: ignore[method-assign]
+    if not getattr(Shard, "_tidegate_locked", False):
+        # moto numbers a record "newest + 1" unlocked: two requests at once (the closer's
+        # worker threads publishing) get one number, and one record silently replaces the
+        # other. One lock around it: put_record is a dictionary insert.
+        put_record = Shard.put_record
+        lock = threading.Lock()
+
+        def locked_put_record(self: Shard, *args: object, **kwargs: object) -> str:
+            with lock:
+                return put_record(self, *args, **kwargs)  # type: ignore[arg-type]
+
+        Shard.put_record = locked_put_record  # type: ignore[method-assign]
+        Shard._tidegate_locked = True  # type: ignore[attr-defined]
 
 
 def _indexed_moto_dynamodb() -> None:
