@@ -41,11 +41,17 @@ def reset() -> None:
     metrics.clear_metrics()
 
 
-def _workers(context: Any) -> fanout.Workers | None:
+def _whole(name: str, value: str) -> int:
+    if not value.isdigit():
+        raise RuntimeError(f"{name} must be a whole number, not {value!r}")
+    return int(value)
+
+
+def _workers() -> fanout.Workers | None:
     """Local runs name a thread count; in Lambda the function fans out to itself."""
     local = os.environ.get(topology.ENV_CLOSER_WORKERS)
     if local:
-        return fanout.ThreadWorkers(int(local))
+        return fanout.ThreadWorkers(_whole(topology.ENV_CLOSER_WORKERS, local))
     own_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")  # set by the Lambda runtime only
     if own_name:
         # The name, unqualified: what the grant names (infra/constructs/fanout.py).
@@ -65,10 +71,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             keep_going=lambda: context.get_remaining_time_in_millis() > _WORKER_STOP_MS,
         )
     else:
-        threshold = int(
-            os.environ.get(topology.ENV_FANOUT_THRESHOLD, fanout.FANOUT_THRESHOLD)
-        )
-        coordinator = fanout.Coordinator(closer, _workers(context), threshold)
+        threshold = _whole(topology.ENV_FANOUT_THRESHOLD, os.environ.get(
+            topology.ENV_FANOUT_THRESHOLD, str(fanout.FANOUT_THRESHOLD)))
+        coordinator = fanout.Coordinator(closer, _workers(), threshold)
         # `{"flush": true}` closes everything: the end of a bounded (local) run.
         outcome = coordinator.run(flush=bool(event.get("flush")))
     _state["last_outcome"] = outcome
