@@ -24,8 +24,8 @@ logger = Logger(service=SERVICE)
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "tidegate")
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 _state: dict[str, Any] = {}
-# A worker starts no new batch with less than this left: the rest waits for the next run.
-_WORKER_STOP_MS = 10_000
+# No new batch is started with less than this left: the rest waits for the next run.
+_STOP_MS = 10_000
 
 
 def _closer() -> Any:
@@ -64,18 +64,21 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     closer = _closer()
     event = event if isinstance(event, dict) else {}
     role = "worker" if "partitions" in event else "coordinator"
+
+    def keep_going() -> bool:
+        return bool(context.get_remaining_time_in_millis() > _STOP_MS)
+
     if role == "worker":
         order = fanout.WorkOrder.parse(event, closer)
-        outcome = fanout.work(
-            closer, order,
-            keep_going=lambda: context.get_remaining_time_in_millis() > _WORKER_STOP_MS,
-        )
+        outcome = fanout.work(closer, order, keep_going=keep_going)
     else:
         threshold = _whole(topology.ENV_FANOUT_THRESHOLD, os.environ.get(
             topology.ENV_FANOUT_THRESHOLD, str(fanout.FANOUT_THRESHOLD)))
         coordinator = fanout.Coordinator(closer, _workers(), threshold)
         # `{"flush": true}` closes everything: the end of a bounded (local) run.
-        outcome = coordinator.run(flush=bool(event.get("flush")))
+        flush = bool(event.get("flush"))
+        # A flush (the end of a bounded local run) closes everything, however long it takes.
+        outcome = coordinator.run(flush=flush, keep_going=None if flush else keep_going)
     _state["last_outcome"] = outcome
     logger.info(
         "close run",

@@ -146,14 +146,17 @@ class Coordinator:
         self.workers = workers
         self.threshold = threshold
 
-    def run(self, flush: bool = False) -> CloseOutcome:
+    def run(
+        self, flush: bool = False, keep_going: Callable[[], bool] | None = None
+    ) -> CloseOutcome:
+        """`keep_going`: asked between batches when the coordinator closes inline."""
         closer = self.closer
         watermark = closer.current_watermark(flush)
         partitions = closer.index_partitions()
         if self.workers is None or self.workers.size <= 1 or len(partitions) == 1:
-            return closer.close_partitions(watermark, partitions)
+            return closer.close_partitions(watermark, partitions, keep_going=keep_going)
         if due_panes(closer, watermark, self.threshold + 1) <= self.threshold:
-            return closer.close_partitions(watermark, partitions)
+            return closer.close_partitions(watermark, partitions, keep_going=keep_going)
         orders = [WorkOrder(group, watermark) for group in split(partitions, self.workers.size)]
         return self.workers.run(closer, orders)
 
