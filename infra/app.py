@@ -2,7 +2,11 @@
 
 Context keys: `pipelines` (a list, or comma-separated paths), `stage` (suffix of stack and
 stream names), `account`/`region`, `removal_policy` (`retain`, the default, or `destroy`),
-`parallelization_factor` and `partitioned_by_key` (see IngestSettings).
+`parallelization_factor` and `partitioned_by_key` (see IngestSettings), and for
+`source.type: msk` pipelines the Kafka cluster: `msk_cluster_arn` or
+`kafka_bootstrap_servers`, with `kafka_*` settings (infra/constructs/kafka.py CONTEXT_KEYS);
+`replayVersion`, `replayFrom` and `replayTimestamp` add a replay beside each pipeline
+(infra/constructs/replay.py).
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from typing import Any
 
 from aws_cdk import App, Environment, RemovalPolicy
 
+from infra.constructs.kafka import settings_from_context
 from infra.constructs.pipeline import IngestSettings
+from infra.constructs.replay import ReplaySettings
 from infra.layer import ROOT, build_layer
 from infra.stacks.pipeline_stack import TidegatePipelineStack
 from tidegate.spec import load_pipeline_file
@@ -69,16 +75,24 @@ def build_app(app: App, *, layer_dir: Path | None = None) -> list[TidegatePipeli
     layer_dir = layer_dir or build_layer()
     env = environment(app)
     options = pipeline_options(app)
+    kafka = settings_from_context(lambda key: _context(app, key))
+    replay = ReplaySettings.from_context(
+        _context(app, "replayVersion"), _context(app, "replayFrom"),
+        _context(app, "replayTimestamp"),
+    )
     stacks = []
     for path in pipeline_paths(_context(app, "pipelines")):
         pipeline = load_pipeline_file(path)
+        # The cluster is the deployment's; Kinesis pipelines of the same app ignore it.
+        source_options = {"kafka": kafka} if pipeline.source.type == "msk" else {}
         stack_name = f"tidegate-{pipeline.name}" + (f"-{stage}" if stage else "")
         stacks.append(TidegatePipelineStack(
             app, stack_name,
             pipeline=pipeline,
             layer_dir=layer_dir,
             stage=stage,
-            pipeline_options=options,
+            pipeline_options={**options, **source_options},
+            replay=replay,
             env=env,
             description=f"tidegate pipeline {pipeline.name} ({path.name})",
         ))

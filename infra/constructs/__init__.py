@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from infra.constructs.kafka import KafkaSourceSettings
 from infra.constructs.pipeline import (
     CloserSettings,
     IngestSettings,
@@ -9,4 +10,10 @@ from infra.constructs.pipeline import (
     TidegatePipeline,
 )
 
-__all__ = ["CloserSettings", "IngestSettings", "TidegateConfigError", "TidegatePipeline"]
+__all__ = [
+    "CloserSettings",
+    "IngestSettings",
+    "KafkaSourceSettings",
+    "TidegateConfigError",
+    "TidegatePipeline",
+]

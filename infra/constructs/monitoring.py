@@ -1,8 +1,9 @@
 """Alarms and a dashboard for one pipeline.
 
 The alarms watch what means "results are late or lost": the ingest falling behind the
-stream (iterator age), anything in a dead-letter or failed-batch queue, function errors,
-and the pipeline watermark lagging behind processing time.
+stream (iterator age; for a Kafka topic, offset lag), anything in a dead-letter or
+failed-batch queue, function errors, and the pipeline watermark lagging behind processing
+time.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ CLOSER_SERVICE = "tidegate-closer"
 @dataclass(frozen=True)
 class AlarmSettings:
     iterator_age_ms: int = 5 * 60_000
+    # Kafka sources report lag in records, not time (Lambda's OffsetLag metric).
+    offset_lag_records: int = 100_000
     # On top of the pipeline's own delay and allowed lateness (see watermark_lag_threshold).
     watermark_lag_slack_ms: int = 5 * 60_000
     evaluation_periods: int = 3
@@ -51,12 +54,25 @@ class PipelineMonitoring(Construct):
         late_queue: sqs.IQueue,
         settings: AlarmSettings,
         alarm_topic: sns.ITopic | None = None,
+        kafka_source: bool = False,
     ) -> None:
         super().__init__(scope, construct_id)
         name = pipeline.name
         minute = Duration.minutes(1)
 
-        iterator_age = ingest.metric("IteratorAge", statistic="Maximum", period=minute)
+        if kafka_source:
+            # Kafka mappings publish no IteratorAge: how far behind is OffsetLag, in records.
+            source_lag = ingest.metric("OffsetLag", statistic="Maximum", period=minute)
+            lag_alarm, lag_threshold, lag_title = (
+                "OffsetLag", settings.offset_lag_records, "Ingest offset lag (records)"
+            )
+            lag_what = "its Kafka topic"
+        else:
+            source_lag = ingest.metric("IteratorAge", statistic="Maximum", period=minute)
+            lag_alarm, lag_threshold, lag_title = (
+                "IteratorAge", settings.iterator_age_ms, "Ingest iterator age (ms)"
+            )
+            lag_what = "its source stream"
         # Published by every closer run (EMF): processing time minus pipeline watermark.
         self.watermark_lag = cw.Metric(
             namespace=METRICS_NAMESPACE,
@@ -66,10 +82,10 @@ class PipelineMonitoring(Construct):
             period=minute,
         )
         self.alarms: dict[str, cw.Alarm] = {
-            "IteratorAge": iterator_age.create_alarm(
-                self, "IteratorAgeAlarm",
-                alarm_description=f"{name}: the ingest is falling behind its source stream",
-                threshold=settings.iterator_age_ms,
+            lag_alarm: source_lag.create_alarm(
+                self, f"{lag_alarm}Alarm",
+                alarm_description=f"{name}: the ingest is falling behind {lag_what}",
+                threshold=lag_threshold,
                 evaluation_periods=settings.evaluation_periods,
                 comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
@@ -116,7 +132,7 @@ class PipelineMonitoring(Construct):
                 alarm.add_alarm_action(cw_actions.SnsAction(alarm_topic))
 
         self.dashboard = self._dashboard(
-            pipeline, ingest, closer, iterator_age, failure_queues, late_queue
+            pipeline, ingest, closer, (lag_title, source_lag), failure_queues, late_queue
         )
 
     def _dashboard(
@@ -124,7 +140,7 @@ class PipelineMonitoring(Construct):
         pipeline: Pipeline,
         ingest: lambda_.IFunction,
         closer: lambda_.IFunction,
-        iterator_age: cw.IMetric,
+        source_lag: tuple[str, cw.IMetric],
         failure_queues: dict[str, sqs.IQueue],
         late_queue: sqs.IQueue,
     ) -> cw.Dashboard:
@@ -155,7 +171,7 @@ class PipelineMonitoring(Construct):
             ),
         )
         dashboard.add_widgets(
-            cw.GraphWidget(title="Ingest iterator age (ms)", left=[iterator_age], width=8),
+            cw.GraphWidget(title=source_lag[0], left=[source_lag[1]], width=8),
             cw.GraphWidget(title="Watermark lag (ms)", left=[self.watermark_lag], width=8),
             cw.GraphWidget(
                 title="Queue depth",

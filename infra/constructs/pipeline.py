@@ -1,9 +1,10 @@
 """`TidegatePipeline`: one pipeline file's resources, wired and monitored.
 
-source stream --(Kinesis ESM)--> ingest --> state table --(DynamoDB stream, WM# items only)
---> closer --> sink; plus an every-minute schedule for the closer, dead-letter, late and
-failed-batch queues, alarms and a dashboard. The table shape and the environment contract
-come from tidegate.topology, the same module the local runner builds from.
+source stream or Kafka topic --(Kinesis / Kafka ESM)--> ingest --> state table
+--(DynamoDB stream, WM# items only)--> closer --> sink; plus an every-minute schedule for
+the closer, dead-letter, late and failed-batch queues, alarms and a dashboard. The table
+shape and the environment contract come from tidegate.topology, the same module the local
+runner builds from.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from infra.constructs.errors import TidegateConfigError
+from infra.constructs.kafka import KafkaSourceSettings, add_kafka_source, partition_names
+from infra.constructs.kafka import validate as validate_kafka
 from infra.constructs.monitoring import (
     CLOSER_SERVICE,
     INGEST_SERVICE,
@@ -34,7 +38,7 @@ from infra.constructs.monitoring import (
 )
 from infra.constructs.sink import SinkBinding, create_sink
 from tidegate import topology
-from tidegate.spec import KinesisSource, Pipeline
+from tidegate.spec import KinesisSource, MskSource, Pipeline
 from tidegate.state import keys
 
 FUNCTIONS_ROOT = Path(__file__).resolve().parents[2] / "functions"
@@ -52,13 +56,11 @@ STATE_ACTIONS = (
 WATERMARK_SK_PREFIX = keys.watermark_sk("")
 
 
-class TidegateConfigError(ValueError):
-    """A construct configuration that would break the pipeline's guarantees; fails synth."""
-
-
 @dataclass(frozen=True)
 class IngestSettings:
-    """The ingest's Kinesis event source mapping and function; defaults favour safety."""
+    """The ingest's event source mapping (Kinesis or Kafka) and function; defaults favour
+    safety. The Kafka mapping takes the same batch and failure settings (in provisioned mode);
+    parallelization_factor is Kinesis only."""
 
     batch_size: int = 500
     max_batching_window_s: int = 1
@@ -86,6 +88,8 @@ class TidegatePipeline(Construct):
 
     Give an existing source stream (`source_stream`, or `source.arn` in the pipeline file)
     or let the construct create one (optionally shaped by `source_stream_props`): never both.
+    A `source.type: msk` pipeline reads its topic from the cluster `kafka` names (an Amazon
+    MSK cluster ARN or self-managed bootstrap servers; see infra/constructs/kafka.py).
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class TidegatePipeline(Construct):
         runtime_layer: lambda_.ILayerVersion,
         source_stream: kinesis.IStream | None = None,
         source_stream_props: kinesis.StreamProps | None = None,
+        kafka: KafkaSourceSettings | None = None,
         ingest: IngestSettings | None = None,
         closer: CloserSettings | None = None,
         alarms: AlarmSettings | None = None,
@@ -113,9 +118,28 @@ class TidegatePipeline(Construct):
         closer = closer or CloserSettings()
         _check_ordering(pipeline, ingest)
 
-        self.source_stream = self._source(
-            pipeline, source_stream, source_stream_props, name_suffix, removal_policy
-        )
+        self.kafka: KafkaSourceSettings | None = None
+        self.kafka_consumer_group_id: str | None = None
+        self.source_stream: kinesis.IStream | None = None
+        if isinstance(pipeline.source, MskSource):
+            if source_stream is not None or source_stream_props is not None:
+                raise TidegateConfigError(
+                    f"pipeline {pipeline.name!r}: source.type msk reads a Kafka topic; "
+                    "source_stream and source_stream_props are for Kinesis sources"
+                )
+            self.kafka = validate_kafka(pipeline, kafka)
+            self.kafka_consumer_group_id = (
+                self.kafka.consumer_group_id or f"tidegate-{pipeline.name}{name_suffix}"
+            )
+        else:
+            if kafka is not None:
+                raise TidegateConfigError(
+                    f"pipeline {pipeline.name!r}: kafka settings are for source.type msk, "
+                    f"not {pipeline.source.type!r}"
+                )
+            self.source_stream = self._source(
+                pipeline, source_stream, source_stream_props, name_suffix, removal_policy
+            )
         self.table = self._table(removal_policy)
         self.dead_letter_queue = self._queue("DeadLetterQueue", "dead-letter output")
         self.late_queue = self._queue("LateQueue", "late-event output")
@@ -131,12 +155,19 @@ class TidegatePipeline(Construct):
             topology.ENV_TABLE: self.table.table_name,
             topology.ENV_DLQ_URL: self.dead_letter_queue.queue_url,
             topology.ENV_LATE_URL: self.late_queue.queue_url,
-            topology.ENV_SOURCE_STREAM: self.source_stream.stream_arn,
+            # The stream lists its shards; a Kafka topic's partitions are configured.
+            topology.ENV_SOURCE_STREAM: (
+                self.source_stream.stream_arn if self.source_stream is not None
+                else pipeline.source.topic_name  # type: ignore[union-attr]
+            ),
             topology.ENV_SINK_TARGET: self.sink.target,
             topology.ENV_RETENTION: str(state_retention_s),
             "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
             "POWERTOOLS_LOG_LEVEL": log_level,
         }
+        if self.kafka is not None and partition_names(pipeline):
+            env[topology.ENV_SOURCE_PARTITIONS] = ",".join(partition_names(pipeline))
+        self.environment = env  # the handlers' environment contract (replay.py adds to it)
         self.ingest_function = self._function(
             "Ingest", "ingest", INGEST_SERVICE, env, ingest.memory_mb, ingest.timeout_s
         )
@@ -158,6 +189,7 @@ class TidegatePipeline(Construct):
                 "FailedBatches": self.failed_batches_queue,
             },
             late_queue=self.late_queue,
+            kafka_source=self.kafka is not None,
             settings=alarms or AlarmSettings(),
             alarm_topic=alarm_topic,
         )
@@ -311,9 +343,12 @@ class TidegatePipeline(Construct):
         ))
         Validations.of(role).acknowledge(Ack(
             id="AwsSolutions-IAM5[Resource::*]",
-            reason="X-Ray's PutTraceSegments/PutTelemetryRecords (active tracing) and, for "
-                   "the closer, dynamodb:ListStreams (its DynamoDB stream mapping) have no "
-                   "resource-level permissions; every other statement names its resource.",
+            reason="X-Ray's PutTraceSegments/PutTelemetryRecords (active tracing), for "
+                   "the closer dynamodb:ListStreams (its DynamoDB stream mapping), and for an "
+                   "ingest reading Kafka in a VPC the EC2 network-interface calls of Lambda's "
+                   "pollers (Describe* has no resource-level permissions; the interfaces do "
+                   "not exist before the mapping creates them); every other statement names "
+                   "its resource.",
         ))
         return function
 
@@ -325,6 +360,22 @@ class TidegatePipeline(Construct):
         )
         self.dead_letter_queue.grant_send_messages(fn)
         self.late_queue.grant_send_messages(fn)
+        self.ingest_source: sources.KinesisEventSource | None = None
+        self.kafka_mapping: lambda_.EventSourceMapping | None = None
+        if self.kafka is not None:
+            self.kafka_mapping = add_kafka_source(
+                fn,
+                pipeline=self.pipeline,
+                settings=self.kafka,
+                consumer_group_id=self.kafka_consumer_group_id or "",
+                batch_size=settings.batch_size,
+                max_batching_window_s=settings.max_batching_window_s,
+                retry_attempts=settings.retry_attempts,
+                max_record_age_s=settings.max_record_age_s,
+                failed_batches=self.failed_batches_queue,
+            )
+            return
+        assert self.source_stream is not None
         # The mapping grants the stream reads; the on-failure destination its sends.
         self.ingest_source = sources.KinesisEventSource(
             self.source_stream,
@@ -350,7 +401,9 @@ class TidegatePipeline(Construct):
         )
         self.sink.grant_publish(fn)
         # The watermark counts every open shard, so a silent one holds it back until idle.
-        self.source_stream.grant(fn, "kinesis:ListShards")
+        # (A Kafka topic's partitions come from the pipeline file: nothing to list.)
+        if self.source_stream is not None:
+            self.source_stream.grant(fn, "kinesis:ListShards")
         self.closer_source = sources.DynamoEventSource(
             self.table,
             starting_position=lambda_.StartingPosition.LATEST,
@@ -394,6 +447,15 @@ _ATTRIBUTE_TYPES = {
 def _check_ordering(pipeline: Pipeline, settings: IngestSettings) -> None:
     """Exactly-once effect needs each key's records in order (shared/DESIGN.md)."""
     factor = settings.parallelization_factor
+    if isinstance(pipeline.source, MskSource):
+        if factor != 1:
+            raise TidegateConfigError(
+                f"pipeline {pipeline.name!r}: parallelization_factor {factor} is a Kinesis "
+                "setting; Lambda reads each Kafka partition in order, one batch at a time. "
+                "Scale a Kafka source with more partitions (keyed by the aggregation key, "
+                f"{', '.join(pipeline.key)}) and kafka max_pollers."
+            )
+        return
     if not 1 <= factor <= 10:
         raise TidegateConfigError(
             f"pipeline {pipeline.name!r}: parallelization_factor must be 1..10, not {factor}"

@@ -10,6 +10,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra.constructs.pipeline import ARCHITECTURE, RUNTIME, TidegatePipeline
+from infra.constructs.replay import ReplaySettings, add_replay
 from tidegate.spec import Pipeline
 
 
@@ -23,6 +24,7 @@ class TidegatePipelineStack(Stack):
         layer_dir: Path,
         stage: str = "",
         pipeline_options: dict[str, Any] | None = None,
+        replay: ReplaySettings | None = None,
         **stack_props: Any,
     ) -> None:
         super().__init__(scope, construct_id, **stack_props)
@@ -41,9 +43,15 @@ class TidegatePipelineStack(Stack):
             **(pipeline_options or {}),
         )
         p = self.pipeline
-        outputs = {
-            "SourceStreamName": p.source_stream.stream_name,
-            "SourceStreamArn": p.source_stream.stream_arn,
+        outputs: dict[str, str] = {}
+        if p.source_stream is not None:
+            outputs["SourceStreamName"] = p.source_stream.stream_name
+            outputs["SourceStreamArn"] = p.source_stream.stream_arn
+        if p.kafka is not None:
+            outputs["SourceTopic"] = pipeline.source.topic_name  # type: ignore[union-attr]
+            outputs["KafkaCluster"] = p.kafka.cluster_arn or ",".join(p.kafka.bootstrap_servers)
+            outputs["KafkaConsumerGroup"] = p.kafka_consumer_group_id or ""
+        outputs.update({
             "StateTableName": p.table.table_name,
             "DeadLetterQueueUrl": p.dead_letter_queue.queue_url,
             "LateQueueUrl": p.late_queue.queue_url,
@@ -52,6 +60,16 @@ class TidegatePipelineStack(Stack):
             "IngestFunctionName": p.ingest_function.function_name,
             "CloserFunctionName": p.closer_function.function_name,
             "DashboardName": p.dashboard.dashboard_name,
-        }
+        })
+        self.replay = None
+        if replay is not None:
+            options = pipeline_options or {}
+            self.replay = add_replay(p, replay, options.get("ingest"), options.get("closer"))
+            outputs.update({
+                "ReplayVersion": str(replay.version),
+                "ReplayIngestFunctionName": self.replay.ingest_function.function_name,
+                "ReplayCloserFunctionName": self.replay.closer_function.function_name,
+                "ReplayDeadLetterQueueUrl": self.replay.dead_letter_queue.queue_url,
+            })
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)

@@ -456,12 +456,3 @@ def test_one_stack_per_pipeline_and_stage(
     Template.from_stack(stacks[1]).has_resource_properties(
         "AWS::Kinesis::Stream", {"Name": "other-events-prod"}
     )
-
-
-def test_msk_source_is_refused_with_a_clear_error(
-    tmp_path: Any, clickstream_data: dict[str, Any]
-) -> None:
-    pipeline = parse_pipeline({**clickstream_data, "source": {"type": "msk", "topic": "t"}})
-    stack = _bare_stack(tmp_path)
-    with pytest.raises(TidegateConfigError, match="Kinesis only"):
-        TidegatePipeline(stack, "Pipeline", pipeline=pipeline, runtime_layer=_layer(stack))

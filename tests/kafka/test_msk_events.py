@@ -65,6 +65,7 @@ def test_the_aws_documentation_event_becomes_one_record() -> None:
     assert record == SourceRecord(
         partition="mytopic-0", position="15", data_b64="eyJrZXkiOiJ2YWx1ZSJ9",
         arrival_ms=1545084650987, partition_key="recordKey",
+        headers=[{"headerKey": [104, 101, 97, 100, 101, 114, 86, 97, 108, 117, 101]}],
     )
     assert msk.headers_of(event["records"]["mytopic-0"][0]) == {"headerKey": b"headerValue"}
 

@@ -149,3 +149,36 @@ def test_status_gates_on_a_stuck_window(url: str, tmp_path: Path,
 
     main(["status", path, "--endpoint-url", url])  # the screen renders too
     assert "stuck 1" in capsys.readouterr().out
+
+
+def test_status_follows_the_live_state_version_after_a_replay_switch(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tidegate.state.dynamodb import DynamoStore
+    from tidegate.versions import ActiveVersions
+
+    pipeline, path = _pipeline_file(tmp_path, "ops-versions")
+    deploy(pipeline, shards=1)
+    code, report = _status(capsys, path, url)
+    assert report["state_version"] == {"file": 1, "active": None, "shown": 1}
+
+    # GIVEN a replay built version 2 and switched to it; version 2 has a stuck window
+    active = ActiveVersions(DynamoStore(report["resources"]["table"]), pipeline.name)
+    active.ensure(1, now_ms=0)
+    active.switch(2, now_ms=0)
+    start = (int(time.time() * 1000) - 3_600_000) // 10_000 * 10_000
+    client("dynamodb").put_item(TableName=report["resources"]["table"], Item={
+        "PK": {"S": keys.key_pk(pipeline.name, 2, '["u1"]')},
+        "SK": {"S": keys.window_sk(start)},
+        "state": {"S": CLOSING}, "result_json": {"S": "{}"},
+        "n": {"N": "1"}, "version": {"N": "1"},
+    })
+    code, report = _status(capsys, path, url)
+    # THEN status reads version 2's state, and flags the file still naming version 1
+    assert report["state_version"] == {"file": 1, "active": 2, "shown": 2}
+    assert report["windows"]["stuck"] == 1
+    assert code == 1
+    assert any("state_version: 1" in p for p in report["problems"])
+    # AND the old version can still be looked at on request
+    code, report = _status(capsys, path, url, "--state-version", "1")
+    assert report["state_version"]["shown"] == 1 and report["windows"]["stuck"] == 0

@@ -48,6 +48,9 @@ class ClosePath:
     ddb_requests: int = 0
     write_units: int = 0
     read_units: int = 0
+    window: str = "tumbling"
+    items_put: int = 0
+    bytes_put: int = 0
 
     @property
     def windows_per_second(self) -> float:
@@ -73,10 +76,11 @@ class ClosePath:
         }
 
 
-def measure(events: int, counter: RequestCounter, keys: int = KEYS) -> ClosePath:
+def measure(events: int, counter: RequestCounter, keys: int = KEYS,
+            window: str = "tumbling") -> ClosePath:
     lines = workload.Workload(events=events, keys=keys, spacing_ms=SPACING_MS).lines()
     counter.clear()
-    run = drive(workload.pipeline("tumbling"), lines, counter, BATCH, run_closer=True)
+    run = drive(workload.pipeline(window), lines, counter, BATCH, run_closer=True)
     # Closer runs that closed something: a run that found nothing due measures the poll,
     # not the close path.
     busy = [r for r in run.closer_runs if r.windows_closed]
@@ -92,4 +96,7 @@ def measure(events: int, counter: RequestCounter, keys: int = KEYS) -> ClosePath
         ddb_requests=counter.count("closer", "dynamodb"),
         write_units=counter.write_units["closer"],
         read_units=counter.read_units["closer"],
+        window=window,
+        items_put=counter.items_put["closer"],
+        bytes_put=counter.bytes_put["closer"],
     )

@@ -13,6 +13,11 @@ AWS pricing pages and their public summaries (looked up with the project's searc
   (records rounded up to 1 KB).
 * Managed Service for Apache Flink: $0.11 per KPU-hour (1 vCPU, 4 GB), one extra KPU per
   application for orchestration, 50 GB of running storage per KPU at $0.10 per GB-month.
+* Amazon MSK provisioned (for `tidegate plan`): kafka.m5.large $0.21 per broker-hour, broker
+  storage $0.10 per GB-month.
+* Sinks (for `tidegate plan`): SQS standard $0.40 per million requests (a SendMessageBatch of
+  up to 10 is one request), SNS $0.50 per million publishes, EventBridge custom events $1.00
+  per million.
 
 The model's assumptions are parameters below and are printed with the figures.
 """
@@ -36,10 +41,19 @@ PRICES: dict[str, float] = {
     "kinesis_od_gb_out": 0.04,
     "flink_kpu_hour": 0.11,
     "flink_storage_gb_month": 0.10,
+    "msk_broker_hour": 0.21,  # kafka.m5.large
+    "msk_storage_gb_month": 0.10,
+    "sqs_request": 0.40 / 1e6,
+    "sns_publish": 0.50 / 1e6,
+    "eventbridge_event": 1.00 / 1e6,
 }
 HOURS_PER_MONTH = 730
 # One vCPU at 1,769 MB: Lambda's CPU share grows with memory up to there.
 LAMBDA_FULL_VCPU_MB = 1_769
+# Kinesis Data Streams: what one shard takes in per second.
+SHARD_RECORDS_PER_S = 1_000
+SHARD_BYTES_PER_S = 2**20
+PUT_UNIT_BYTES = 25_600
 
 
 @dataclass(frozen=True)
@@ -97,8 +111,20 @@ class CostModel:
         }
 
 
-def _cpu_share(memory_mb: int) -> float:
+def cpu_share(memory_mb: int) -> float:
+    """The share of one vCPU a Lambda function of this memory size gets."""
     return min(1.0, memory_mb / LAMBDA_FULL_VCPU_MB)
+
+
+def kinesis_shards(rate: float, record_bytes: float) -> int:
+    """Shards whose write limits (records and bytes per second) take `rate` records/s."""
+    return max(1, math.ceil(rate / SHARD_RECORDS_PER_S),
+               math.ceil(rate * record_bytes / SHARD_BYTES_PER_S))
+
+
+def put_units(record_bytes: float) -> int:
+    """Kinesis PUT payload units one record costs (25 KB each)."""
+    return math.ceil(record_bytes / PUT_UNIT_BYTES)
 
 
 def model(m: Measured, a: Assumptions, prices: dict[str, float] = PRICES) -> CostModel:
@@ -109,7 +135,7 @@ def model(m: Measured, a: Assumptions, prices: dict[str, float] = PRICES) -> Cos
     # Ingest Lambda: one invocation per batch; CPU at the memory size's share of a vCPU,
     # plus the DynamoDB round trips it waits for.
     invocations = million / a.batch_size
-    seconds = (million * m.ingest_cpu_s_per_event / _cpu_share(a.ingest_memory_mb)
+    seconds = (million * m.ingest_cpu_s_per_event / cpu_share(a.ingest_memory_mb)
                + million * m.ingest_requests_per_event * a.ddb_latency_ms / 1_000)
     out.lines["lambda_ingest"] = (invocations * prices["lambda_request"]
                                   + seconds * a.ingest_memory_mb / 1_024 * prices["lambda_gb_s"])
@@ -124,10 +150,10 @@ def model(m: Measured, a: Assumptions, prices: dict[str, float] = PRICES) -> Cos
     out.lines["dynamodb_closer"] = windows * (m.closer_wru_per_window * prices["ddb_wru"]
                                               + m.closer_rru_per_window * prices["ddb_rru"])
     # Source stream, both capacity modes (the totals use provisioned; on-demand is shown).
-    shards = max(1, math.ceil(a.rate / 1_000), math.ceil(a.rate * a.record_bytes / 2**20))
-    put_units = million * math.ceil(a.record_bytes / 25_600)
+    shards = kinesis_shards(a.rate, a.record_bytes)
     out.lines["kinesis_provisioned"] = (shards * hours * prices["kinesis_shard_hour"]
-                                        + put_units * prices["kinesis_put_unit"])
+                                        + million * put_units(a.record_bytes)
+                                        * prices["kinesis_put_unit"])
     gb = million * math.ceil(a.record_bytes / 1_024) * 1_024 / 2**30
     out.lines["kinesis_on_demand"] = (hours * prices["kinesis_od_stream_hour"]
                                       + gb * (prices["kinesis_od_gb_in"]

@@ -64,6 +64,9 @@ class MemoryWatermarks:
     def advance_partition(self, *_: Any) -> None:
         pass
 
+    def record_position(self, *_: Any) -> None:
+        pass
+
     def hold_partition(self, *_: Any) -> None:
         pass
 

@@ -54,6 +54,10 @@ class RequestCounter:
         # Strongly consistent read units, by the keys asked for (4 KB steps; our items are
         # small, and a key that is not found still costs a unit).
         self.read_units: Counter[str] = Counter()
+        # Items written whole (PutItem, transaction Puts): how many and their bytes, the
+        # sizes a capacity model scales write units from.
+        self.items_put: Counter[str] = Counter()
+        self.bytes_put: Counter[str] = Counter()
 
     # -- wiring --------------------------------------------------------------------------
     def hook(self, service: str, client: Any) -> None:
@@ -88,7 +92,10 @@ class RequestCounter:
         if service != "dynamodb":
             return
         if model.name == "PutItem":
-            self.write_units[self.phase] += max(1, math.ceil(item_size(params["Item"]) / 1024))
+            size = item_size(params["Item"])
+            self.items_put[self.phase] += 1
+            self.bytes_put[self.phase] += size
+            self.write_units[self.phase] += max(1, math.ceil(size / 1024))
         elif model.name in ("UpdateItem", "DeleteItem"):
             # Charged by the larger of the item before and after: small here, 1 unit.
             self.write_units[self.phase] += 1
@@ -96,6 +103,9 @@ class RequestCounter:
             for op in params.get("TransactItems", []):
                 put = op.get("Put")
                 size = item_size(put["Item"]) if put else 0
+                if put:
+                    self.items_put[self.phase] += 1
+                    self.bytes_put[self.phase] += size
                 self.write_units[self.phase] += 2 * max(1, math.ceil(size / 1024))
         elif model.name == "BatchGetItem":
             self.read_units[self.phase] += sum(
@@ -124,3 +134,5 @@ class RequestCounter:
         self.requests.clear()
         self.write_units.clear()
         self.read_units.clear()
+        self.items_put.clear()
+        self.bytes_put.clear()

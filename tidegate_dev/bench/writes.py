@@ -49,6 +49,8 @@ class WindowWrites:
     aggregated: int
     read_units: int = 0
     ddb_requests: int = 0
+    items_put: int = 0
+    bytes_put: int = 0
 
     def per_1000(self, value: int) -> float:
         return 1_000 * value / self.events
@@ -92,5 +94,7 @@ def measure(events: int, counter: RequestCounter, batch_size: int = BATCH) -> li
             aggregated=run.summary.get("aggregated", 0),
             read_units=counter.read_units["ingest"],
             ddb_requests=counter.count("ingest", "dynamodb"),
+            items_put=counter.items_put["ingest"],
+            bytes_put=counter.bytes_put["ingest"],
         ))
     return out

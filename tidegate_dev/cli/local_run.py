@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tidegate.spec import load_pipeline_file
 from tidegate_dev.cli.console import progress_bar
+from tidegate_dev.local.resources import LocalDeployment
 from tidegate_dev.local.runner import read_event_lines, run_pipeline
 
 
@@ -16,6 +21,32 @@ def write_jsonl(path: str | Path, rows: list[dict]) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row, ensure_ascii=False, separators=(", ", ": ")) + "\n")
+
+
+class _Follow:
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+
+    def caught_up(self, url: str, deployment: LocalDeployment) -> None:
+        print(f"following {deployment.source_stream} on {url} (dead-letter queue "
+              f"{deployment.dlq_url}); stop with Ctrl-C or SIGTERM", file=sys.stderr, flush=True)
+
+
+@contextmanager
+def _stoppable(follow: _Follow | None) -> Iterator[None]:
+    """Ctrl-C and SIGTERM end a followed run cleanly: it takes what is on the stream,
+    closes every window and prints the summary."""
+    if follow is None:
+        yield
+        return
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in saved:
+        signal.signal(sig, lambda *_: follow.stop.set())
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def local_run(args: argparse.Namespace) -> int:
@@ -28,7 +59,11 @@ def local_run(args: argparse.Namespace) -> int:
         from tidegate_dev.ops.timeline import TimelineRecorder
 
         recorder = TimelineRecorder(pipeline)
-    with progress_bar("ingesting", enabled=not args.quiet) as progress:
+    follow = _Follow() if getattr(args, "follow", False) else None
+    if follow is not None and pipeline.source.type == "msk":
+        # The local Kafka feed gives each run a topic of its own and lets go of it at the end.
+        raise SystemExit("error: --follow reads Kinesis sources only so far")
+    with progress_bar("ingesting", enabled=not args.quiet) as progress, _stoppable(follow):
         output = run_pipeline(
             pipeline,
             lines,
@@ -40,6 +75,7 @@ def local_run(args: argparse.Namespace) -> int:
             chaos_seed=args.chaos,
             kafka_bootstrap=args.kafka_bootstrap,
             observer=recorder,
+            follow=follow,
         )
     write_jsonl(args.results, output.results)
     if recorder is not None:

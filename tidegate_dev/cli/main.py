@@ -28,6 +28,11 @@ def _local_run_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument(
+        "--follow", action="store_true",
+        help="after the input, keep reading the source (e.g. `tidegate dlq redrive`) until "
+             "Ctrl-C or SIGTERM; resources keep the names the ops commands look for",
+    )
+    parser.add_argument(
         "--timeline", metavar="PNG",
         help="draw the run: events, watermark and windows over arrival order",
     )
@@ -58,18 +63,32 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check pipeline files and exit")
     validate.add_argument("pipelines", nargs="+")
 
-    from tidegate_dev.ops import produce, status, tail
+    from tidegate_dev.ops import dlq, produce, replay, status, tail
 
     produce.add_arguments(commands.add_parser(
         "produce", help="send generated (or file) events to a pipeline's source stream"))
     status.add_arguments(commands.add_parser(
         "status", help="watermarks, open windows, DLQ and results; non-zero if it needs you"))
     tail.add_arguments(commands.add_parser("tail", help="follow the sink, print results"))
+    replay.add_arguments(commands.add_parser(
+        "replay", help="rebuild state as a new version from the log; switch when caught up"))
+    dlq.add_arguments(commands.add_parser(
+        "dlq", help="dead letters: list reasons, show messages, redrive (optionally fixed)"))
+
+    from tidegate_dev.cli.schemas import add_arguments as schemas_arguments
+
+    schemas_arguments(commands.add_parser(
+        "schemas", help="schema versions: compatibility check, pydantic -> JSON Schema"))
 
     from tidegate_dev.bench.cli import add_arguments as bench_arguments
 
     bench_arguments(commands.add_parser(
         "bench", help="throughput, write cost, cold start, close latency and $ against targets"))
+
+    from tidegate_dev.plan.cli import add_arguments as plan_arguments
+
+    plan_arguments(commands.add_parser(
+        "plan", help="capacity and $/hour for a rate and key count, from bench's measurements"))
     return parser
 
 
@@ -94,7 +113,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tidegate_dev.bench.report import bench
 
             return bench(args)
-        if args.command in ("produce", "status", "tail"):
+        if args.command == "schemas":
+            from tidegate_dev.cli.schemas import schemas
+
+            return schemas(args)
+        if args.command == "plan":
+            from tidegate_dev.plan.cli import plan
+
+            return plan(args)
+        if args.command in ("produce", "status", "tail", "dlq", "replay"):
             from importlib import import_module
 
             module = import_module(f"tidegate_dev.ops.{args.command}")

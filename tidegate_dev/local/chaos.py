@@ -13,6 +13,11 @@ Faults, all drawn from one seeded generator:
 
 A run with faults must give the clean run's results and summary; a result may be published
 more than once, always with the same idempotency key.
+
+Call-level rates are set for an invocation of about `calls_per_invocation` AWS calls. A larger
+invocation (a 5,000-record batch makes hundreds of writes) gets proportionally lower per-call
+rates, so its chance of a crash stays that of a small one: with fixed per-call rates a big
+batch almost never completes and a soak run makes no progress, which tests nothing more.
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ class Chaos:
         lost_response: float = 0.01,
         duplicate: float = 0.2,
         race: float = 0.3,
+        calls_per_invocation: int = 20,
     ) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
@@ -76,6 +82,11 @@ class Chaos:
         self.p_race = race
         self.armed: str | None = None
         self.injected: Counter[str] = Counter()
+        self.reference_calls = calls_per_invocation
+        # Calls per invocation by function, a moving average; the scale of the call rates.
+        self.typical_calls: dict[str, float] = {}
+        self.calls = 0
+        self.scale = 1.0
 
     # -- wiring --------------------------------------------------------------------------
     def hook(self, service: str, client: Any) -> None:
@@ -86,11 +97,14 @@ class Chaos:
     @contextmanager
     def invocation(self, function: str) -> Iterator[None]:
         """Faults apply only inside handler invocations, never to the runner's own calls."""
-        self.armed = function
+        typical = self.typical_calls.get(function, float(self.reference_calls))
+        self.scale = min(1.0, self.reference_calls / typical)
+        self.armed, self.calls = function, 0
         try:
             yield
         finally:
             self.armed = None
+            self.typical_calls[function] = 0.8 * typical + 0.2 * self.calls
 
     # -- faults --------------------------------------------------------------------------
     def _before_send(self, request: Any, **kwargs: Any) -> AWSResponse | None:
@@ -98,7 +112,8 @@ class Chaos:
             return None
         event_name = kwargs.get("event_name", "")
         service = event_name.split(".")[1] if event_name.count(".") >= 2 else ""
-        roll = self.rng.random()
+        self.calls += 1
+        roll = self.rng.random() / self.scale
         if roll < self.p_crash:
             self.injected[f"crash:{self.armed}"] += 1
             raise ChaosCrash(f"injected crash in {self.armed} before {event_name}")
@@ -119,7 +134,7 @@ class Chaos:
     def _after_call(self, model: Any, **kwargs: Any) -> None:
         if self.armed is None or model.name not in WRITE_OPERATIONS:
             return
-        if self.rng.random() < self.p_lost:
+        if self.rng.random() < self.p_lost * self.scale:
             self.injected["lost-response"] += 1
             raise ReadTimeoutError(endpoint_url=f"{model.name} (response lost after success)")
 

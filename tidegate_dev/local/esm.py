@@ -8,7 +8,8 @@ rules are delivery.py's, shared with the Kafka emulator.
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from tidegate.aws import client
@@ -19,6 +20,25 @@ from tidegate_dev.local.delivery import (  # noqa: F401 - re-exported for caller
     Handler,
     Lane,
 )
+
+
+@dataclass(frozen=True)
+class StartingPosition:
+    """Where the mapping starts reading each shard: TRIM_HORIZON (the default, as the
+    deployed mapping), AT_TIMESTAMP (Lambda's other starting positions), or per shard AT a
+    sequence number (local replays only; shards not named start at TRIM_HORIZON)."""
+
+    kind: str = "TRIM_HORIZON"
+    timestamp: datetime | None = None
+    sequence_numbers: dict[str, str] = field(default_factory=dict)
+
+    def iterator_args(self, shard_id: str) -> dict[str, Any]:
+        if self.kind == "AT_TIMESTAMP":
+            return {"ShardIteratorType": "AT_TIMESTAMP", "Timestamp": self.timestamp}
+        if shard_id in self.sequence_numbers:
+            return {"ShardIteratorType": "AT_SEQUENCE_NUMBER",
+                    "StartingSequenceNumber": self.sequence_numbers[shard_id]}
+        return {"ShardIteratorType": "TRIM_HORIZON"}
 
 
 @dataclass
@@ -37,6 +57,7 @@ class KinesisEventSourceMapping(BatchDelivery):
         bisect_on_error: bool = False,
         region: str = "us-east-1",
         chaos: Any = None,
+        start: StartingPosition | None = None,
     ) -> None:
         super().__init__(handler, batch_size, function_name, max_retries, bisect_on_error, chaos)
         self.stream = stream
@@ -45,9 +66,10 @@ class KinesisEventSourceMapping(BatchDelivery):
         description = kinesis.describe_stream(StreamName=stream)["StreamDescription"]
         self.stream_arn = description["StreamARN"]
         self.shards: list[_Shard] = []
+        start = start or StartingPosition()
         for shard in sorted(description["Shards"], key=lambda s: s["ShardId"]):
             iterator = kinesis.get_shard_iterator(
-                StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+                StreamName=stream, ShardId=shard["ShardId"], **start.iterator_args(shard["ShardId"])
             )["ShardIterator"]
             self.shards.append(_Shard(shard["ShardId"], iterator=iterator))
         self.lanes = self.shards

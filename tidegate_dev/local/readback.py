@@ -55,11 +55,12 @@ def results(deployment: LocalDeployment) -> list[dict[str, Any]]:
 
 
 def distinct_records(messages: list[str]) -> dict[tuple[str, str], dict[str, Any]]:
-    """Dead letters and late records, one per source coordinate (delivery is at least once)."""
+    """Dead letters and late records, one per source coordinate (delivery is at least once);
+    a redriven record that failed again is the record it came from."""
     found: dict[tuple[str, str], dict[str, Any]] = {}
     for body in messages:
         message = json.loads(body)
-        source = message.get("source", {})
+        source = message.get("redrive_of") or message.get("source", {})
         found.setdefault((str(source.get("partition")), str(source.get("position"))), message)
     return found
 

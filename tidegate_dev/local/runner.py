@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -22,6 +24,7 @@ from tidegate_dev.local.resources import LocalDeployment, deploy
 from tidegate_dev.local.server import endpoint
 
 _MAX_CLOSER_ATTEMPTS = 200
+_FOLLOW_CLOSER_S = 10.0  # a followed run's closer schedule while the source is quiet
 
 Progress = Callable[[int, int], None]  # (records checkpointed, events in)
 
@@ -94,6 +97,7 @@ def run_pipeline(
     chaos_seed: int | None = None,
     kafka_bootstrap: str | None = None,
     observer: RunObserver | None = None,
+    follow: Follow | None = None,
 ) -> RunOutput:
     chaos = Chaos(chaos_seed) if chaos_seed is not None else None
     if chaos is not None:
@@ -101,11 +105,13 @@ def run_pipeline(
         # A crashed invocation flushes no metrics; Powertools warns about it every time.
         warnings.filterwarnings("ignore", message="No application metrics to publish")
     try:
-        with endpoint(endpoint_url), (chaos.quick_backoff() if chaos else nullcontext()):
+        with endpoint(endpoint_url) as url, (
+            chaos.quick_backoff() if chaos else nullcontext()
+        ):
             # A shared endpoint may hold earlier runs: give this run's resources their own
-            # names.
-            suffix = "" if endpoint_url is None else f"-{uuid.uuid4().hex[:8]}"
-            deployment = deploy(pipeline, shards, suffix)
+            # names; a followed run keeps the names the ops commands look for.
+            suffix = "" if endpoint_url is None or follow else f"-{uuid.uuid4().hex[:8]}"
+            deployment = _deploy(pipeline, shards, suffix, url)
             with handler_environment(deployment) as (ingest, closer):
                 handler = ingest.handler if observer is None else _observed(ingest, observer)
                 esm = open_feed(deployment, lines, handler, batch_size, chaos=chaos,
@@ -119,6 +125,9 @@ def run_pipeline(
                         observer.on_round(closer._state.get("last_outcome"), False)
                     if progress:
                         progress(esm.stats.records_checkpointed, len(lines))
+                if follow is not None:
+                    follow.caught_up(url, deployment)
+                    rounds += _follow(esm, closer, chaos, follow)
                 duplicates = int(ingest._state.get("totals", {}).get("duplicates_skipped", 0))
                 if flush:
                     _run_closer(closer, chaos, flush=True)
@@ -134,6 +143,49 @@ def run_pipeline(
     if observer is not None:
         observer.on_finish(output)
     return output
+
+
+class Follow(Protocol):
+    """A run that goes on reading its source after the input, as a deployed mapping does
+    (records redriven from the dead-letter queue, events others produce), until stopped."""
+
+    stop: threading.Event
+
+    def caught_up(self, url: str, deployment: LocalDeployment) -> None:
+        """The input is consumed; others may now use the endpoint and the resources."""
+        ...
+
+
+def _deploy(pipeline: Pipeline, shards: int, suffix: str, url: str) -> LocalDeployment:
+    try:
+        return deploy(pipeline, shards, suffix)
+    except Exception as exc:
+        if tidegate.aws.error_code(exc) not in ("ResourceInUseException",
+                                               "ResourceAlreadyExistsException"):
+            raise
+        raise SystemExit(f"error: pipeline '{pipeline.name}' already has resources on {url}; "
+                         "a followed run needs its own: use a fresh endpoint") from None
+
+
+def _follow(esm: Any, closer: Any, chaos: Chaos | None, follow: Follow) -> int:
+    """Deliver what arrives until stopped, then what is there; the closer runs after each
+    round and, while the source is quiet, every few seconds as its schedule would."""
+    rounds = 0
+    quiet_since = time.monotonic()
+    while True:
+        stopping = follow.stop.is_set()
+        if esm.pending():
+            esm.deliver_round()
+            rounds += 1
+            _run_closer(closer, chaos, flush=False)
+            quiet_since = time.monotonic()
+            continue
+        if stopping:
+            return rounds
+        if time.monotonic() - quiet_since >= _FOLLOW_CLOSER_S:
+            _run_closer(closer, chaos, flush=False)
+            quiet_since = time.monotonic()
+        follow.stop.wait(0.5)
 
 
 def _observed(ingest: Any, observer: RunObserver) -> Callable[[dict[str, Any], Any], Any]:

@@ -94,7 +94,8 @@ def resolve(
     late = late_url or outputs.get("LateQueueUrl") or names.late
     return Targets(
         pipeline=pipeline,
-        source_stream=stream or outputs.get("SourceStreamName") or names.source_stream,
+        source_stream=(stream or outputs.get("SourceStreamName") or outputs.get("SourceTopic")
+                       or names.source_stream),
         table=table or outputs.get("StateTableName") or names.table,
         dlq_url=queue_url(dlq) if resolve_queues else dlq,
         late_url=queue_url(late) if resolve_queues else late,

@@ -17,7 +17,14 @@ from itertools import accumulate
 from typing import Any
 
 from tidegate.aws import client
-from tidegate.spec import EnumField, InlineSchema, Pipeline, SessionWindow, load_pipeline_file
+from tidegate.spec import (
+    EnumField,
+    InlineSchema,
+    Pipeline,
+    RegistrySchema,
+    SessionWindow,
+    load_pipeline_file,
+)
 from tidegate_dev.local.producer import partition_key
 
 PUT_BATCH = 500  # PutRecords' limit per call
@@ -51,6 +58,8 @@ class EventGenerator:
 
     def __init__(self, pipeline: Pipeline, options: GeneratorOptions) -> None:
         schema = pipeline.schema_
+        if isinstance(schema, RegistrySchema):
+            schema = schema.current  # events of the pipeline's version, unmarked
         if not isinstance(schema, InlineSchema):
             raise SystemExit(
                 "error: produce generates events from an inline schema; this pipeline "

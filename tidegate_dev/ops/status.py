@@ -227,12 +227,35 @@ def cloudwatch_section(function: str | None, now_ms: int) -> dict[str, Any] | No
     return out
 
 
+def live_version(
+    targets: Targets, chosen: int | None = None
+) -> tuple[Targets, dict[str, int | None]]:
+    """After a replay's switch the live state version is the table's `ACTIVE` record, not
+    the file's `state_version` until the user edits it: report the live one, and say so."""
+    from dataclasses import replace
+
+    from tidegate.versions import ActiveVersions
+
+    file_version = targets.pipeline.state_version
+    try:
+        active = ActiveVersions(DynamoStore(targets.table), targets.pipeline.name).active()
+    except Exception:  # no table yet, or not readable: the file's version is all we know
+        active = None
+    shown = chosen if chosen is not None else file_version if active is None else active
+    if shown != file_version:
+        pipeline = targets.pipeline.model_copy(update={"state_version": shown})
+        targets = replace(targets, pipeline=pipeline)
+    return targets, {"file": file_version, "active": active, "shown": shown}
+
+
 def collect(targets: Targets, *, now_ms: int | None = None, stuck_after_ms: int = 600_000,
-            max_lag_ms: int = 900_000) -> dict[str, Any]:
+            max_lag_ms: int = 900_000, state_version: int | None = None) -> dict[str, Any]:
     now = int(time.time() * 1000) if now_ms is None else now_ms
+    targets, versions = live_version(targets, state_version)
     report: dict[str, Any] = {
         "pipeline": targets.pipeline.name,
         "now": now,
+        "state_version": versions,
         "resources": {"table": targets.table, "stream": targets.source_stream,
                       "dlq": targets.dlq_url, "late": targets.late_url, "sink": targets.sink},
         "watermark": watermark_section(targets, now),
@@ -248,6 +271,13 @@ def collect(targets: Targets, *, now_ms: int | None = None, stuck_after_ms: int 
 def problems(report: dict[str, Any], max_lag_ms: int) -> list[str]:
     found: list[str] = []
     windows, wm = report["windows"], report["watermark"]
+    versions = report["state_version"]
+    if versions["active"] is not None and versions["active"] != versions["file"]:
+        found.append(
+            f"state version {versions['active']} is live (a replay switched to it) but the "
+            f"pipeline file says state_version: {versions['file']}; set it to "
+            f"{versions['active']} before the next deploy, or that deploy goes back"
+        )
     if windows["stuck"]:
         found.append(f"{windows['stuck']} window(s) stuck in CLOSING/PENDING")
     depth = report["dlq"]["depth"]
@@ -274,7 +304,8 @@ def render(report: dict[str, Any]) -> None:
 
     wm = report["watermark"]
     out.print(f"[bold]{report['pipeline']}[/] at {format_ms(report['now'])}   table "
-              f"{report['resources']['table']}")
+              f"{report['resources']['table']}   state version "
+              f"{report['state_version']['shown']}")
     table = Table(title="source partitions")
     for column in ("partition", "watermark", "max event time", "last record", "idle"):
         table.add_column(column)
@@ -325,7 +356,8 @@ def status(args: argparse.Namespace) -> int:
                           dlq_url=args.dlq_url, late_url=args.late_url, sink=args.sink,
                           ingest_function=args.ingest_function)
         report = collect(targets, stuck_after_ms=parse_duration_ms(args.stuck_after),
-                         max_lag_ms=parse_duration_ms(args.max_lag))
+                         max_lag_ms=parse_duration_ms(args.max_lag),
+                         state_version=args.state_version)
     if args.json:
         print(json.dumps(report))
     else:
@@ -339,6 +371,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_location_args(parser)
     parser.add_argument("--ingest-function", help="ingest Lambda name, for CloudWatch metrics")
     parser.add_argument("--json", action="store_true", help="one JSON object, for scripts")
+    parser.add_argument("--state-version", type=int, metavar="N",
+                        help="look at this state version (default: the live one, from the "
+                             "table's active-version record, else the file's)")
     parser.add_argument("--stuck-after", default="10m",
                         help="a CLOSING/PENDING window this long past its close time is stuck")
     parser.add_argument("--max-lag", default="15m",

@@ -15,6 +15,10 @@ open index, the window CLOSING, and re-publishes the same bytes with the same id
 With `emit: updates` a window is first published at its end, unfrozen, as PENDING ->
 PUBLISHED versions (a new one whenever accepted late events changed it), and closed as
 above at `end + allowed_lateness`, the last version marked final. Sessions: session_closer.py.
+
+While a replay builds a new state version, only one version publishes each window
+(versions.py): a claim another version owns is closed without publishing, and one not yet
+decided stays claimed until the switch.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from tidegate.sinks.base import Sink
 from tidegate.spec import Pipeline
 from tidegate.state import keys
 from tidegate.state.dynamodb import DynamoStore
+from tidegate.versions import ActiveVersions, Decision
 from tidegate.watermark import MAX_WATERMARK, WatermarkStore
 from tidegate.windows.base import PaneAssigner
 
@@ -56,6 +61,8 @@ class CloseOutcome:
     windows_closed: int = 0
     results_published: int = 0
     publish_failures: int = 0
+    suppressed: int = 0  # closed without publishing: another state version publishes them
+    held: int = 0  # claimed, waiting for a replay's switch to decide who publishes them
     results: list[WindowResult] = field(default_factory=list)
     workers: int = 0  # fan-out: work orders handed to workers
     refused: int = 0  # fan-out: orders no worker took, closed by the coordinator itself
@@ -64,6 +71,8 @@ class CloseOutcome:
         self.windows_closed += other.windows_closed
         self.results_published += other.results_published
         self.publish_failures += other.publish_failures
+        self.suppressed += other.suppressed
+        self.held += other.held
         self.results += other.results
 
 
@@ -129,6 +138,7 @@ class Closer:
         self.now_ms = now_ms
         self.retention_s = retention_s
         self.lateness = pipeline.allowed_lateness
+        self.versions = ActiveVersions(store, pipeline.name)
         # Windows of different keys claimed and completed side by side within a batch.
         self.concurrency = 1
 
@@ -185,18 +195,35 @@ class Closer:
     def publish(self, watermark: int, claims: list[Claim]) -> CloseOutcome:
         """Publish what was claimed, then mark it emitted and release its state."""
         outcome = CloseOutcome(watermark=watermark)
-        publishable = [c for c in claims if c.result is not None]
+        # Read after the watermark was stored: a switch after this read hands over at a
+        # watermark at or above it, so this run's claims stay ours (versions.switch).
+        ownership = self.versions.ownership(self.pipeline.state_version)
+        decisions = {
+            id(c): ownership.decide(int(c.result["window_end"]) + self.lateness)
+            for c in claims if c.result is not None
+        }
+        publishable = [c for c in claims if decisions.get(id(c)) == Decision.PUBLISH]
         failed = self._send([c.result for c in publishable])  # type: ignore[misc]
         outcome.publish_failures = len(failed)
         done = {id(c) for i, c in enumerate(publishable) if i not in failed}
-        # Failed ones stay CLOSING; the next run publishes them again.
-        finishing = [c for c in claims if c.result is None or id(c) in done]
+        finishing: list[Claim] = []
+        for claim in claims:
+            decision = decisions.get(id(claim))
+            if decision == Decision.HOLD:
+                outcome.held += 1
+                continue  # stays claimed; decided after the switch
+            if decision == Decision.PUBLISH and id(claim) not in done:
+                continue  # stays CLOSING; the next run publishes it again
+            finishing.append(claim)
+        # A skipped window is marked emitted too: its result stays in the item, unpublished.
         per_key(finishing, lambda c: c.pk, self._finish_claim, self.concurrency)
         for claim in finishing:
-            if claim.result is not None:
+            if decisions.get(id(claim)) == Decision.SKIP:
+                outcome.suppressed += 1
+            elif claim.result is not None:
                 outcome.results.append(claim.result)
             outcome.windows_closed += int(claim.final)
-        outcome.results_published = len(publishable) - len(failed)
+        outcome.results_published = len(done)
         return outcome
 
     def _finish_claim(self, claim: Claim) -> None:

@@ -33,6 +33,10 @@ def dead_letter(
     if len(data) > _MAX_DATA_CHARS:
         message["data_truncated"] = True
         message["data_b64_length"] = len(data)
+    if record.redrive_of is not None:
+        # A redriven record failed again: it is still the record from these coordinates.
+        message["redrive_of"] = record.redrive_of
+        message["redrive_id"] = record.redrive_id
     message.update(extra)
     return message
 

@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from tidegate import redrive
 from tidegate.aws import retry_budget
 from tidegate.dlq import QueueOutput, dead_letter
 from tidegate.rejections import FUTURE_TIMESTAMP, LATE, Rejected
@@ -58,6 +59,7 @@ class _Group:
     sk: str
     key: str
     members: list[Member] = field(default_factory=list)
+    redriven: bool = False  # holds a redriven record: check the item's applied redrives
 
 
 class Ingestor:
@@ -116,9 +118,18 @@ class Ingestor:
         dead_records: list[SourceRecord] = []
         groups: dict[tuple[str, str], _Group] = {}
         valid: list[tuple[SourceRecord, Event]] = []
+        redriven = False
         for record in records:
             try:
-                event = self.decoder.decode_b64(record.data_b64)
+                try:
+                    event = self._decode(record)
+                except Rejected:
+                    # A redriven record's envelope fails every decoder: looking for it
+                    # only here costs the records without one nothing.
+                    if not redrive.unwrap(record):
+                        raise
+                    redriven = True
+                    event = self._decode(record)
                 if self.skew is not None and event.time_ms > record.arrival_ms + self.skew:
                     raise Rejected(
                         FUTURE_TIMESTAMP,
@@ -136,6 +147,9 @@ class Ingestor:
             if group is None:
                 group = groups[(pk, sk)] = _Group(pk, sk, event.key)
             group.members.append((record, event))
+        if redriven:
+            for group in groups.values():
+                group.redriven = any(r.redrive_id is not None for r, _ in group.members)
 
         failed: list[SourceRecord] = []
         # Groups in order of their first record: the batch's earliest records are applied
@@ -163,7 +177,7 @@ class Ingestor:
         failed_ids = {id(r) for r in failed}
         outcome.dead_lettered = sum(1 for r in dead_records if id(r) not in failed_ids)
         outcome.failed = failed
-        self._advance_watermarks(valid, failed, now, state)
+        self._advance_watermarks(valid, failed, now, state, records)
         return outcome
 
     def _each_group(
@@ -186,6 +200,11 @@ class Ingestor:
             ]
             return [(g, f.result()) for g, f in zip(ordered, futures, strict=True)]
 
+    def _decode(self, record: SourceRecord) -> Event:
+        if record.headers is None:
+            return self.decoder.decode_b64(record.data_b64)
+        return self.decoder.decode_headed(record.data_b64, record.headers)
+
     def _send(
         self, output: QueueOutput, messages: list[dict[str, Any]], records: list[SourceRecord]
     ) -> list[SourceRecord]:
@@ -202,6 +221,7 @@ class Ingestor:
         failed: list[SourceRecord],
         now: int,
         state: WatermarkState,
+        records: list[SourceRecord],
     ) -> None:
         """Only a batch that completed moves its partition's watermark.
 
@@ -221,7 +241,17 @@ class Ingestor:
                 continue
             if event.time_ms > highest.get(record.partition, MIN_WATERMARK):
                 highest[record.partition] = event.time_ms
+        # How far the batch got per partition, dead-lettered records included.
+        reached: dict[str, str] = {}
+        for record in records:
+            if record.partition not in first_failure and record.mark > reached.get(
+                record.partition, ""
+            ):
+                reached[record.partition] = record.mark
         partitions = {r.partition for r, _ in valid} | set(first_failure)
+        for partition in sorted(set(reached) - partitions):
+            # Dead letters only: read past, but no sign of life for the watermark.
+            self.watermarks.record_position(partition, reached[partition])
         delay = self.pipeline.watermark.delay
         for partition in sorted(partitions):
             top = highest.get(partition)
@@ -235,10 +265,11 @@ class Ingestor:
             pending = mark.pending_ms if mark else None
             if pending is not None and (top is None or pending > top):
                 top = pending
+            at = reached.get(partition)
             if top is None:
-                self.watermarks.touch_partition(partition, now)
+                self.watermarks.touch_partition(partition, now, position=at)
             else:
-                self.watermarks.advance_partition(partition, top - delay, top, now)
+                self.watermarks.advance_partition(partition, top - delay, top, now, at)
 
     # -- one group -----------------------------------------------------------------------
     def _write_group(
@@ -249,7 +280,14 @@ class Ingestor:
         already handled — they must be on the queue by then."""
         sent: set[int] = set()
         for _ in range(_MAX_CONFLICT_RETRIES):
-            verdict = self.windows.judge(group.key, group.sk, group.members, item, watermark)
+            members, redriven_before = group.members, 0
+            if group.redriven:
+                members, redriven_before = redrive.skip_applied(members, item)
+            verdict = self.windows.judge(group.key, group.sk, members, item, watermark)
+            verdict.duplicates += redriven_before
+            if group.redriven and verdict.item is not None:
+                # Same item, same condition as the events: applied once, whatever copies.
+                redrive.record_applied(verdict.item, verdict.applied)
             unsent = [m for m in verdict.late if id(m[0]) not in sent]
             if unsent:
                 self._send_late(unsent, watermark)

@@ -41,7 +41,15 @@ class Runtime:
         missing = [name for name in topology.HANDLER_ENV if name not in env]
         if missing:
             raise RuntimeError(f"missing environment variables: {', '.join(missing)}")
-        return cls(pipeline_from_json(env[topology.ENV_PIPELINE]), env)
+        pipeline = pipeline_from_json(env[topology.ENV_PIPELINE])
+        version = env.get(topology.ENV_STATE_VERSION, "").strip()
+        if version:
+            if not version.isdigit() or int(version) < 1:
+                raise RuntimeError(
+                    f"{topology.ENV_STATE_VERSION}={version!r}: must be an integer >= 1"
+                )
+            pipeline = pipeline.model_copy(update={"state_version": int(version)})
+        return cls(pipeline, env)
 
     @cached_property
     def store(self) -> DynamoStore:
@@ -84,13 +92,23 @@ class Runtime:
         from tidegate.ingest import Ingestor
         from tidegate.schemas.compile import compile_schema
         from tidegate.schemas.decode import JsonDecoder
+        from tidegate.spec import RegistrySchema
 
         model = compile_schema(self.pipeline)
+        upgrader = None
+        if isinstance(self.pipeline.schema_, RegistrySchema):
+            from tidegate.schemas.versions import Upgrader
+
+            upgrader = Upgrader(self.pipeline.schema_, model, self.pipeline.event_time)
         if self.pipeline.format == "avro":
             from tidegate.schemas.avro import AvroDecoder, GlueSchemas
 
             schemas = GlueSchemas.for_pipeline(self.pipeline, self.env)
-            decoder: JsonDecoder = AvroDecoder(self.pipeline, model, schemas)
+            decoder: JsonDecoder = AvroDecoder(self.pipeline, model, schemas, upgrader)
+        elif upgrader is not None:
+            from tidegate.schemas.versions import VersionedJsonDecoder
+
+            decoder = VersionedJsonDecoder(self.pipeline, model, upgrader)
         else:
             decoder = JsonDecoder(self.pipeline, model)
         return Ingestor(

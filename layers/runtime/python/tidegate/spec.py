@@ -19,6 +19,7 @@ from pydantic import (
     Discriminator,
     Field,
     PlainSerializer,
+    PrivateAttr,
     Tag,
     ValidationError,
     field_validator,
@@ -140,6 +141,94 @@ class RefSchema(_Model):
     version: int = Field(default=1, ge=1)
 
 
+# As the AWS Glue Schema Registry defines them; `tidegate schemas check` enforces the mode.
+Compatibility = Literal[
+    "NONE", "DISABLED", "BACKWARD", "BACKWARD_ALL", "FORWARD", "FORWARD_ALL", "FULL", "FULL_ALL"
+]
+
+
+class SchemaVersion(_Model):
+    """One version of a registry schema, reduced to the field dialect (schemas/registry.py)."""
+
+    file: str
+    fields: dict[str, str | EnumField] = Field(min_length=1)
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    # Avro versions: CRC-64-AVRO of the Parsing Canonical Form, to know a Glue writer schema.
+    fingerprint: str | None = None
+
+
+class RegistrySchema(_Model):
+    """A named schema with versions, from files in a registry folder (schemas/registry.py).
+
+    `version` is the pipeline's: records of other versions are upgraded to it. `versions` is
+    filled from the folder when the pipeline file is loaded and travels with the spec.
+    """
+
+    name: str = Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.$#-]+$")
+    version: int = Field(ge=1)
+    registry: str = Field(min_length=1)
+    compatibility: Compatibility = "BACKWARD"
+    versions: dict[int, SchemaVersion] = Field(default_factory=dict)
+    _inline: dict[int, InlineSchema] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _resolve(self) -> RegistrySchema:
+        folder = f"{self.registry.rstrip('/')}/{self.name}"
+        if not self.versions:
+            raise ValueError(
+                f"registry {folder} was not read (load the pipeline from its file: the "
+                "folder is relative to it)"
+            )
+        if self.version not in self.versions:
+            have = ", ".join(f"v{n}" for n in sorted(self.versions))
+            raise ValueError(f"version: v{self.version} is not in {folder} (it has {have})")
+        problems: list[str] = []
+        for number, spec in sorted(self.versions.items()):
+            try:
+                self._inline[number] = InlineSchema(
+                    name=self.name, version=number, fields=spec.fields
+                )
+            except ValidationError as exc:
+                problems += [f"{spec.file}: {_format_error(e)}" for e in exc.errors()]
+            unknown = sorted(set(spec.defaults) - set(spec.fields))
+            if unknown:
+                problems.append(f"{spec.file}: defaults for unknown fields {unknown}")
+            elif spec.defaults and number in self._inline:
+                problems += self._default_problems(number, spec)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _default_problems(self, number: int, spec: SchemaVersion) -> list[str]:
+        """A default its own field refuses would dead-letter every record that lacks it."""
+        from tidegate.schemas.compile import compile_inline
+
+        model = compile_inline(self._inline[number])
+        try:
+            model.model_validate(spec.defaults)
+        except ValidationError as exc:
+            return [
+                f"{spec.file}: default of {'.'.join(map(str, e['loc']))}: {e['msg']}"
+                for e in exc.errors()
+                if e["loc"] and e["loc"][0] in spec.defaults
+            ]
+        return []
+
+    def inline(self, version: int) -> InlineSchema:
+        """One version as an inline schema (its fields, in the dialect)."""
+        return self._inline[version]
+
+    @property
+    def current(self) -> InlineSchema:
+        return self._inline[self.version]
+
+    def field_type(self, name: str) -> str | None:
+        return self.current.field_type(name)
+
+    def is_optional(self, name: str) -> bool:
+        return self.current.is_optional(name)
+
+
 class TumblingWindow(_Model):
     type: Literal["tumbling"]
     size: PositiveDuration
@@ -223,6 +312,8 @@ Sink = Annotated[
 def _schema_kind(value: Any) -> str:
     if isinstance(value, RefSchema) or (isinstance(value, dict) and "ref" in value):
         return "ref"
+    if isinstance(value, RegistrySchema) or (isinstance(value, dict) and "registry" in value):
+        return "folder"
     return "inline"
 
 
@@ -231,7 +322,9 @@ class Pipeline(_Model):
     source: Source
     format: Literal["json", "avro"] = "json"
     schema_: Annotated[
-        Annotated[InlineSchema, Tag("inline")] | Annotated[RefSchema, Tag("ref")],
+        Annotated[InlineSchema, Tag("inline")]
+        | Annotated[RefSchema, Tag("ref")]
+        | Annotated[RegistrySchema, Tag("folder")],
         Discriminator(_schema_kind),
     ] = Field(alias="schema")
     event_time: str
@@ -294,6 +387,8 @@ def _cross_checks(
     """Checks that span sections; pydantic validates each section on its own. Takes raw
     values too, so a file with section errors still gets its cross-section problems listed."""
     problems: list[str] = []
+    if isinstance(schema, RegistrySchema):
+        schema = schema.current
     if not isinstance(schema, InlineSchema):
         return problems  # a referenced model is checked when it is imported
     if isinstance(event_time, str):
@@ -339,7 +434,7 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
         if isinstance(item, int):
             parts.append(f"[{item}]")
         elif item in ("tumbling", "sliding", "session", "kinesis", "msk", "sqs", "sns",
-                      "eventbridge", "inline", "ref", "str", "EnumField",
+                      "eventbridge", "inline", "ref", "folder", "str", "EnumField",
                       "function-after[_known_types(), dict[str,union[str,EnumField]]]"):
             continue  # union branch tags, not positions in the file
         else:
@@ -399,4 +494,22 @@ def load_pipeline_file(path: str | Path) -> Pipeline:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise PipelineError([f"(file): not valid YAML: {exc}"], str(path)) from None
-    return parse_pipeline(data, str(path))
+    return parse_pipeline(_with_registry(data, path), str(path))
+
+
+def _with_registry(data: Any, path: Path) -> Any:
+    """Embed the versions of a registry-folder schema (`schema.registry`), read relative to
+    the pipeline file, so the spec carries them wherever it goes."""
+    schema = data.get("schema") if isinstance(data, dict) else None
+    if not (isinstance(schema, dict) and "versions" not in schema):
+        return data
+    registry, name = schema.get("registry"), schema.get("name")
+    if not (isinstance(registry, str) and registry and isinstance(name, str) and name):
+        return data  # parse_pipeline reports what is missing
+    from tidegate.schemas.registry import RegistryError, load_versions
+
+    try:
+        versions = load_versions(path.parent, registry, name)
+    except RegistryError as exc:
+        raise PipelineError([f"schema.registry: {p}" for p in exc.problems], str(path)) from None
+    return {**data, "schema": {**schema, "versions": versions}}

@@ -30,6 +30,9 @@ ENV_SCHEMA_REGISTRY = "TIDEGATE_SCHEMA_REGISTRY"
 ENV_SCHEMA_NAME = "TIDEGATE_SCHEMA_NAME"
 ENV_SINK_TARGET = "TIDEGATE_SINK_TARGET"  # stream name / queue URL / topic ARN / bus name
 ENV_RETENTION = "TIDEGATE_STATE_RETENTION_S"  # how long closed state is kept (TTL)
+# The state version this function reads and writes, overriding the pipeline file's
+# `state_version`: a replay's functions run with the new version (tidegate/versions.py).
+ENV_STATE_VERSION = "TIDEGATE_STATE_VERSION"
 ENV_CLOCK = "TIDEGATE_CLOCK_MS"  # tests only: a fixed processing time
 # Closer fan-out (tidegate/fanout.py): local worker threads (unset: deployed, the function
 # invokes itself; locally, no fan-out), and the due panes above which a run fans out.

@@ -73,7 +73,7 @@ class WatermarkStore:
             sk = item["SK"]
             if sk == keys.PIPELINE_SK:
                 state.floor = int(item.get("wm", MIN_WATERMARK))
-            elif sk.startswith("WM#"):
+            elif sk.startswith("WM#") and "last_seen" in item:  # not a position alone
                 pending = item.get("pending")
                 state.partitions[sk[3:]] = PartitionMark(
                     int(item.get("wm", MIN_WATERMARK)),
@@ -84,19 +84,26 @@ class WatermarkStore:
         return state
 
     def advance_partition(
-        self, partition: str, watermark: int, max_event_ms: int, now_ms: int
+        self, partition: str, watermark: int, max_event_ms: int, now_ms: int,
+        position: str | None = None,
     ) -> None:
         """After a batch completed. Monotone: a delayed or retried batch never moves a
-        partition's watermark back. Clears the pending time the batch has now covered."""
+        partition's watermark back. Clears the pending time the batch has now covered.
+        `position` (a position mark) is the last record the batch completed: how far this
+        state version has read the partition (a replay is caught up by it)."""
+        values: dict[str, Any] = {":wm": watermark, ":mt": max_event_ms, ":now": now_ms}
+        expression = "SET wm = :wm, max_t = :mt, last_seen = :now"
+        condition = "(attribute_not_exists(wm) OR wm <= :wm)"
+        if position is not None:
+            expression += ", pos = :pos"
+            condition += " AND (attribute_not_exists(pos) OR pos <= :pos)"
+            values[":pos"] = position
         applied, _ = self.store.update(
-            self.pk,
-            keys.watermark_sk(partition),
-            "SET wm = :wm, max_t = :mt, last_seen = :now REMOVE pending",
-            "attribute_not_exists(wm) OR wm <= :wm",
-            values={":wm": watermark, ":mt": max_event_ms, ":now": now_ms},
+            self.pk, keys.watermark_sk(partition), expression + " REMOVE pending", condition,
+            values=values,
         )
         if not applied:
-            self.touch_partition(partition, now_ms, clear_pending=True)
+            self.touch_partition(partition, now_ms, clear_pending=True, position=position)
 
     def hold_partition(self, partition: str, max_event_ms: int, now_ms: int) -> None:
         """A batch failed part-way: remember what it applied, do not move the watermark."""
@@ -110,15 +117,39 @@ class WatermarkStore:
         if not applied:
             self.touch_partition(partition, now_ms)
 
-    def touch_partition(self, partition: str, now_ms: int, clear_pending: bool = False) -> None:
+    def touch_partition(
+        self, partition: str, now_ms: int, clear_pending: bool = False,
+        position: str | None = None,
+    ) -> None:
         """Records arrived (so the partition is not idle) but did not raise its watermark."""
+        remove = " REMOVE pending" if clear_pending else ""
+        if position is not None:
+            # The read position only moves forward: a redelivered older batch leaves it.
+            applied, _ = self.store.update(
+                self.pk, keys.watermark_sk(partition), "SET last_seen = :now, pos = :pos" + remove,
+                "attribute_not_exists(pos) OR pos <= :pos",
+                values={":now": now_ms, ":pos": position},
+            )
+            if applied:
+                return
         self.store.update(
-            self.pk,
-            keys.watermark_sk(partition),
-            "SET last_seen = :now" + (" REMOVE pending" if clear_pending else ""),
-            None,
+            self.pk, keys.watermark_sk(partition), "SET last_seen = :now" + remove, None,
             values={":now": now_ms},
         )
+
+    def record_position(self, partition: str, position: str) -> None:
+        self.store.update(
+            self.pk, keys.watermark_sk(partition), "SET pos = :pos",
+            "attribute_not_exists(pos) OR pos < :pos", values={":pos": position},
+        )
+
+    def positions(self) -> dict[str, str]:
+        """Partition -> the position mark this state version has read up to."""
+        return {
+            item["SK"][3:]: str(item["pos"])
+            for item in self.store.query_partition(self.pk)
+            if item["SK"].startswith("WM#") and "pos" in item
+        }
 
     def advance_pipeline(self, watermark: int) -> int:
         """Store the pipeline watermark; never lowers it. Returns the value now stored."""

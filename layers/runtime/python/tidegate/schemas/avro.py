@@ -45,7 +45,8 @@ from tidegate.rejections import (
     Rejected,
 )
 from tidegate.schemas.decode import Event, JsonDecoder, _describe
-from tidegate.spec import EnumField, InlineSchema, Pipeline
+from tidegate.schemas.versions import Upgrader
+from tidegate.spec import EnumField, InlineSchema, Pipeline, RegistrySchema
 
 # Dead-letter reasons of Avro records. TODO(rejections.py owner): move next to the others.
 
@@ -82,10 +83,17 @@ def _enum_type(record: str, field: str, kind: EnumField) -> Any:
 
 
 def avro_schema(pipeline: Pipeline) -> dict[str, Any]:
-    """The pipeline's inline schema as an Avro record schema (what gets registered)."""
+    """The pipeline's inline schema (or its registry version) as an Avro record schema (what
+    gets registered)."""
     schema = pipeline.schema_
+    if isinstance(schema, RegistrySchema):
+        return avro_record(schema.current)
     if not isinstance(schema, InlineSchema):
         raise ValueError("format: avro needs an inline schema (schema.fields) to register")
+    return avro_record(schema)
+
+
+def avro_record(schema: InlineSchema) -> dict[str, Any]:
     record = _avro_name(schema.name)
     fields: list[dict[str, Any]] = []
     for name, kind in schema.fields.items():
@@ -255,9 +263,46 @@ class _Transient(Rejected):
 class AvroDecoder(JsonDecoder):
     """Decodes base64 Glue-framed Avro records, then validates them as JSON records are."""
 
-    def __init__(self, pipeline: Pipeline, model: type[BaseModel], schemas: GlueSchemas) -> None:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        model: type[BaseModel],
+        schemas: GlueSchemas,
+        upgrader: Upgrader | None = None,
+    ) -> None:
         super().__init__(pipeline, model)
         self.schemas = schemas
+        # Registry schemas: a writer schema is known by its fingerprint as one of the
+        # registry's versions, and its records are upgraded from that version.
+        self.upgrader = upgrader
+        self._fingerprints: dict[str, int] = {}
+        self._versions: dict[uuid.UUID, int] = {}
+        schema = pipeline.schema_
+        if upgrader is not None and isinstance(schema, RegistrySchema):
+            from tidegate.schemas.registry import avro_fingerprint
+
+            # A version is known by its .avsc file's fingerprint and by that of its fields
+            # mapped to Avro as above (what `tidegate local run` registers).
+            for number, spec in sorted(schema.versions.items()):
+                marks = [avro_fingerprint(avro_record(schema.inline(number))), spec.fingerprint]
+                for mark in filter(None, marks):
+                    self._fingerprints.setdefault(mark, number)
+
+    def _registry_version(self, version_id: uuid.UUID, writer: Any) -> int:
+        number = self._versions.get(version_id)
+        if number is None:
+            from tidegate.schemas.registry import avro_fingerprint
+
+            number = self._fingerprints.get(avro_fingerprint(writer))
+            if number is None:
+                assert self.upgrader is not None
+                raise Rejected(
+                    UNKNOWN_SCHEMA_VERSION,
+                    f"schema version {version_id} matches no version of {self.upgrader.name} "
+                    f"in the pipeline's registry ({self.upgrader.known})",
+                )
+            self._versions[version_id] = number
+        return number
 
     def decode_bytes(self, raw: bytes) -> Event:
         import fastavro
@@ -281,6 +326,9 @@ class AvroDecoder(JsonDecoder):
             )
         if not isinstance(values, dict):
             raise Rejected(SCHEMA_VIOLATION, "(record): schema version is not an Avro record")
+        if self.upgrader is not None:
+            number = self._registry_version(version, writer)
+            return self.to_event(self.upgrader.upgrade(values, number))
         try:
             obj = self.model.model_validate(values)
         except ValidationError as exc:
@@ -300,6 +348,7 @@ __all__ = [
     "UNKNOWN_SCHEMA_VERSION",
     "AvroDecoder",
     "GlueSchemas",
+    "avro_record",
     "avro_schema",
     "encode_record",
     "glue_frame",

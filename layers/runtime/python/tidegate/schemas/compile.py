@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import math
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -19,7 +20,7 @@ from pydantic import (
 )
 
 from tidegate.schemas.eventtime import to_epoch_ms
-from tidegate.spec import EnumField, InlineSchema, Pipeline, RefSchema
+from tidegate.spec import EnumField, InlineSchema, Pipeline, RefSchema, RegistrySchema
 
 # DynamoDB Numbers span 1e-130..1e126 with 38 digits; sums of 64-bit integers stay exact.
 _INT64 = 2**63
@@ -60,11 +61,15 @@ def _field_type(kind: str | EnumField) -> tuple[Any, bool]:
     return _TYPES[kind.rstrip("?")], optional
 
 
-def compile_inline(schema: InlineSchema) -> type[BaseModel]:
+def compile_inline(
+    schema: InlineSchema, defaults: Mapping[str, Any] | None = None
+) -> type[BaseModel]:
+    """`defaults` (registry versions): what an absent optional field takes instead of None."""
+    defaults = defaults or {}
     fields: dict[str, Any] = {}
     for name, kind in schema.fields.items():
         py_type, optional = _field_type(kind)
-        fields[name] = (py_type | None, None) if optional else (py_type, ...)
+        fields[name] = (py_type | None, defaults.get(name)) if optional else (py_type, ...)
     # Unknown fields are ignored, not refused: producers may add fields before the schema does.
     config = ConfigDict(extra="ignore", allow_inf_nan=False, frozen=False)
     return create_model(f"{schema.name}V{schema.version}", __config__=config, **fields)
@@ -82,4 +87,10 @@ def compile_schema(pipeline: Pipeline) -> type[BaseModel]:
     schema = pipeline.schema_
     if isinstance(schema, RefSchema):
         return import_ref(schema.ref)
+    if isinstance(schema, RegistrySchema):
+        return compile_version(schema, schema.version)
     return compile_inline(schema)
+
+
+def compile_version(schema: RegistrySchema, version: int) -> type[BaseModel]:
+    return compile_inline(schema.inline(version), schema.versions[version].defaults)

@@ -69,6 +69,7 @@ def records_of(event: dict[str, Any]) -> list[SourceRecord]:
                     data_b64=rec.get("value") or "",
                     arrival_ms=int(rec.get("timestamp") or 0),
                     partition_key=_key_text(rec.get("key")),
+                    headers=rec.get("headers") or None,
                 )
             )
     return out

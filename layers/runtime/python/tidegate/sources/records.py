@@ -14,6 +14,12 @@ class SourceRecord:
     data_b64: str
     arrival_ms: int
     partition_key: str | None = None
+    # A redriven dead letter's id and original coordinates (tidegate/redrive.py).
+    redrive_id: str | None = None
+    redrive_of: dict[str, object] | None = None
+    # Kafka record headers as Lambda gives them ([{name: [byte, ...]}]); None when there are
+    # none (always for Kinesis), so the decoder's plain path stays the only path.
+    headers: list[dict[str, list[int]]] | None = None
     # The position as a fixed-width string whose order is the numeric order; compared
     # against high-water marks several times a record, so computed once.
     mark: str = field(init=False)

@@ -238,6 +238,15 @@ class DynamoStore:
             update["ExpressionAttributeValues"] = self._values(values)
         return {"Update": update}
 
+    def check_op(
+        self, pk: str, sk: str, condition: str, values: dict[str, Any] | None = None
+    ) -> dict:
+        check: dict[str, Any] = {"TableName": self.table, "Key": self._key(pk, sk),
+                                 "ConditionExpression": condition}
+        if values:
+            check["ExpressionAttributeValues"] = self._values(values)
+        return {"ConditionCheck": check}
+
     def transact(self, operations: list[dict]) -> bool:
         """All or nothing; False when a condition failed (the caller re-reads and retries)."""
         try:

@@ -1,0 +1,164 @@
+"""A replay beside a deployed pipeline: a new state version built from the source log.
+
+`add_replay` gives a `TidegatePipeline` a second ingest function with its own Kinesis
+mapping (starting at TRIM_HORIZON or AT_TIMESTAMP, Lambda's starting positions) and a
+second closer on the one-minute schedule, both with `TIDEGATE_STATE_VERSION` set to the new
+version, and dead-letter and late queues of their own (a replay must not repeat the live
+version's dead letters where operators read them). Separate functions rather than an alias:
+a published Lambda version freezes the function's environment, and one template cannot
+publish two versions of one function with different environments. `tidegate replay
+--deployed` then watches the replay catch up and drives the cut-over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from aws_cdk import Duration
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_sqs as sqs
+
+from infra.constructs.errors import TidegateConfigError
+from infra.constructs.monitoring import CLOSER_SERVICE, INGEST_SERVICE
+from infra.constructs.pipeline import (
+    STATE_ACTIONS,
+    CloserSettings,
+    IngestSettings,
+    TidegatePipeline,
+)
+from tidegate import topology
+
+STARTING_POSITIONS = ("TRIM_HORIZON", "AT_TIMESTAMP")
+
+
+@dataclass(frozen=True)
+class ReplaySettings:
+    version: int
+    starting_position: str = "TRIM_HORIZON"
+    timestamp_s: float | None = None  # AT_TIMESTAMP: epoch seconds
+
+    @classmethod
+    def from_context(
+        cls, version: object, start: object = None, timestamp: object = None
+    ) -> ReplaySettings | None:
+        """`-c replayVersion=2 [-c replayFrom=TRIM_HORIZON|AT_TIMESTAMP]
+        [-c replayTimestamp=2026-01-01T00:00:00Z]`; None without replayVersion."""
+        if version in (None, ""):
+            return None
+        if not str(version).isdigit() or int(str(version)) < 1:
+            raise TidegateConfigError(f"context replayVersion: an integer >= 1, not {version!r}")
+        kind = str(start or "TRIM_HORIZON").upper().replace("-", "_")
+        if kind not in STARTING_POSITIONS:
+            raise TidegateConfigError(
+                f"context replayFrom: one of {', '.join(STARTING_POSITIONS)}, not {start!r} "
+                "(per-shard sequence numbers are for local replays: Lambda mappings start "
+                "only at TRIM_HORIZON, LATEST or AT_TIMESTAMP)"
+            )
+        when: float | None = None
+        if kind == "AT_TIMESTAMP":
+            if timestamp in (None, ""):
+                raise TidegateConfigError("context replayFrom=AT_TIMESTAMP needs replayTimestamp")
+            text = str(timestamp)
+            try:
+                when = float(text) if text.replace(".", "", 1).isdigit() else \
+                    datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+            except ValueError as exc:
+                raise TidegateConfigError(
+                    f"context replayTimestamp: epoch seconds or ISO-8601, not {text!r}"
+                ) from exc
+        return cls(int(str(version)), kind, when)
+
+
+@dataclass
+class ReplayResources:
+    settings: ReplaySettings
+    ingest_function: lambda_.Function
+    closer_function: lambda_.Function
+    ingest_source: sources.KinesisEventSource
+    dead_letter_queue: sqs.Queue
+    late_queue: sqs.Queue
+
+
+def add_replay(
+    pipeline: TidegatePipeline,
+    settings: ReplaySettings,
+    ingest: IngestSettings | None = None,
+    closer: CloserSettings | None = None,
+) -> ReplayResources:
+    live = pipeline.pipeline.state_version
+    stream = pipeline.source_stream
+    if stream is None:
+        raise TidegateConfigError(
+            f"pipeline {pipeline.pipeline.name!r}: replays read Kinesis sources only so far "
+            f"(source.type {pipeline.pipeline.source.type!r})"
+        )
+    if settings.version == live:
+        raise TidegateConfigError(
+            f"pipeline {pipeline.pipeline.name!r}: replayVersion {settings.version} is the "
+            "live state_version; a replay builds a new one"
+        )
+    ingest = ingest or IngestSettings()
+    closer = closer or CloserSettings()
+    v = settings.version
+    dlq = pipeline._queue(f"ReplayV{v}DeadLetterQueue", f"replay v{v} dead-letter output")
+    late = pipeline._queue(f"ReplayV{v}LateQueue", f"replay v{v} late-event output")
+    env = {
+        **pipeline.environment,
+        topology.ENV_STATE_VERSION: str(v),
+        topology.ENV_DLQ_URL: dlq.queue_url,
+        topology.ENV_LATE_URL: late.queue_url,
+    }
+    ingest_fn = pipeline._function(
+        f"ReplayV{v}Ingest", "ingest", INGEST_SERVICE, env, ingest.memory_mb, ingest.timeout_s
+    )
+    iam.Grant.add_to_principal(
+        grantee=ingest_fn, actions=list(STATE_ACTIONS), resource_arns=[pipeline.table.table_arn]
+    )
+    dlq.grant_send_messages(ingest_fn)
+    late.grant_send_messages(ingest_fn)
+    at_timestamp = settings.starting_position == "AT_TIMESTAMP"
+    source = sources.KinesisEventSource(
+        stream,
+        starting_position=lambda_.StartingPosition(settings.starting_position),
+        starting_position_timestamp=settings.timestamp_s if at_timestamp else None,
+        batch_size=ingest.batch_size,
+        max_batching_window=Duration.seconds(ingest.max_batching_window_s),
+        report_batch_item_failures=True,
+        bisect_batch_on_error=True,
+        retry_attempts=ingest.retry_attempts,
+        # A replay reads old records on purpose: only the stream's retention bounds it.
+        on_failure=sources.SqsDlq(pipeline.failed_batches_queue),
+        parallelization_factor=ingest.parallelization_factor,
+    )
+    ingest_fn.add_event_source(source)
+
+    closer_fn = pipeline._function(
+        f"ReplayV{v}Closer", "closer", CLOSER_SERVICE, env, closer.memory_mb, closer.timeout_s,
+        retry_attempts=0,
+    )
+    open_index = f"{pipeline.table.table_arn}/index/{topology.OPEN_INDEX}"
+    iam.Grant.add_to_principal(
+        grantee=closer_fn, actions=list(STATE_ACTIONS),
+        resource_arns=[pipeline.table.table_arn, open_index],
+    )
+    pipeline.sink.grant_publish(closer_fn)
+    stream.grant(closer_fn, "kinesis:ListShards")
+    # The schedule alone: until the switch a replay publishes nothing, so closing it within
+    # a minute is soon enough.
+    events.Rule(
+        pipeline, f"ReplayV{v}CloserSchedule",
+        description=f"tidegate {pipeline.pipeline.name}: close replay version {v}'s windows",
+        schedule=events.Schedule.rate(Duration.minutes(closer.schedule_minutes)),
+        targets=[targets.LambdaFunction(
+            closer_fn,
+            event=events.RuleTargetInput.from_object({"source": "tidegate.schedule"}),
+            max_event_age=Duration.minutes(closer.schedule_minutes * 2),
+            retry_attempts=2,
+        )],
+    )
+    return ReplayResources(settings, ingest_fn, closer_fn, source, dlq, late)

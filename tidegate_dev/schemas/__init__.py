@@ -1,0 +1,1 @@
+"""Schema tooling that never ships to Lambda: compatibility checks between versions."""
