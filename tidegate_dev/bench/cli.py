@@ -12,3 +12,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="events/s for the cost model (default 1000)")
     parser.add_argument("--no-peers", action="store_true",
                         help="skip Bytewax / Quix Streams (never installed with --quick)")
+
+    sections = parser.add_subparsers(dest="bench_section", required=False)
+    sim = sections.add_parser(
+        "close-sim", help="closer fan-out over many open windows: windows/s per worker count")
+    sim.add_argument("--windows", type=int, default=100_000,
+                     help="open windows written before closing (default 100000)")
+    sim.add_argument("--workers", default="1,2,4,8", help="worker counts (default 1,2,4,8)")
+    sim.add_argument("--shards", type=int,
+                     help="index shards of the pipeline (default: the largest worker count)")
+    sim.add_argument("--json", action="store_true", help="one JSON object on stdout")

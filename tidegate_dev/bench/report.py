@@ -275,6 +275,10 @@ def render(report: dict[str, Any]) -> None:
 
 
 def bench(args: argparse.Namespace) -> int:
+    if getattr(args, "bench_section", None) == "close-sim":
+        from tidegate_dev.bench import close_sim
+
+        return close_sim.cli(args)
     peers_enabled = not args.no_peers
     report = run(Config.of(args.quick, peers_enabled), args.rate, peers_enabled)
     if args.json:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import urlparse
@@ -50,6 +51,66 @@ def _linear_moto_kinesis() -> None:
     Shard.get_max_sequence_number = newest  # type: ignore[method-assign]
     Shard.get_min_sequence_number = oldest  # type: ignore[method-assign]
     Shard.get_records = get_records  # type: ignore[method-assign]
+    if not getattr(Shard, "_tidegate_locked", False):
+        # moto numbers a record "newest + 1" unlocked: two requests at once (the closer's
+        # worker threads publishing) get one number, and one record silently replaces the
+        # other. One lock around it: put_record is a dictionary insert.
+        put_record = Shard.put_record
+        lock = threading.Lock()
+
+        def locked_put_record(self: Shard, *args: object, **kwargs: object) -> str:
+            with lock:
+                return put_record(self, *args, **kwargs)  # type: ignore[arg-type]
+
+        Shard.put_record = locked_put_record  # type: ignore[method-assign]
+        Shard._tidegate_locked = True  # type: ignore[attr-defined]
+
+
+def _indexed_moto_dynamodb() -> None:
+    """moto answers every Query by sorting the whole table and testing each item: a query
+    for one key or one open-window index partition costs O(table), so closing 100,000
+    windows would take hours. Here a query's candidates are first narrowed to the items
+    of the queried partition (the same test moto applies next), then moto runs as before:
+    same results, same order, same paging."""
+    from moto.dynamodb.models.table import Table
+
+    if getattr(Table, "_tidegate_indexed", False):
+        return
+    scope = threading.local()  # moto serves each request on its own thread
+    all_items, query = Table.all_items, Table.query
+
+    def candidates(self: Table) -> list:
+        wanted = getattr(scope, "wanted", None)
+        if wanted is None or not self.range_key_attr:
+            return all_items(self)
+        attribute, value = wanted
+        if attribute is None:  # the table's own hash key
+            items = list(self.items.get(value, {}).values())
+        else:
+            # list() copies under the GIL: other threads may be writing the table meanwhile.
+            items = [
+                item for hash_set in list(self.items.values())
+                for item in list(hash_set.values())
+                if (found := item.attrs.get(attribute)) is not None and found == value
+            ]
+        return sorted(items, key=lambda x: (x.hash_key, x.range_key))
+
+    def narrowed_query(self: Table, hash_key: object, *args: object, **kwargs: object) -> object:
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        conditions = kwargs.get("hash_key_conditions")
+        if index_name:
+            one = isinstance(conditions, list) and len(conditions) == 1
+            scope.wanted = conditions[0] if one else None  # type: ignore[index]
+        else:
+            scope.wanted = None if hash_key is None else (None, hash_key)
+        try:
+            return query(self, hash_key, *args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            scope.wanted = None
+
+    Table.all_items = candidates  # type: ignore[method-assign]
+    Table.query = narrowed_query  # type: ignore[method-assign]
+    Table._tidegate_indexed = True  # type: ignore[attr-defined]
 
 
 def _cheap_moto_sqs_sends() -> None:
@@ -111,6 +172,7 @@ def endpoint(url: str | None = None) -> Iterator[str]:
 
             logging.getLogger("werkzeug").setLevel(logging.ERROR)
             _linear_moto_kinesis()
+            _indexed_moto_dynamodb()
             _cheap_moto_sqs_sends()
             server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
             server.start()

@@ -6,6 +6,7 @@ never talk to AWS (window arithmetic, decoding) stay cheap to import.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -64,8 +65,14 @@ def _longest_backoff(attempts: int) -> float:
 CLIENT_HOOKS: list[Callable[[str, Any], None]] = []
 
 
+# boto3 sessions are not thread-safe to create clients from; clients themselves are. The
+# closer's local worker threads may ask for their first sink client at the same moment.
+_client_lock = threading.Lock()
+
+
 def client(service: str) -> Any:
-    return _cached_client(service)
+    with _client_lock:
+        return _cached_client(service)
 
 
 @cache

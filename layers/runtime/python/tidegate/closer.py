@@ -23,10 +23,13 @@ decided stays claimed until the switch.
 
 from __future__ import annotations
 
+import contextvars
 import json
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from tidegate.aggregates.builtin import AccumulatorSet
 from tidegate.results import WindowResult, idempotency_key, key_object
@@ -44,6 +47,13 @@ EMITTED = "EMITTED"
 PENDING = "PENDING"
 PUBLISHED = "PUBLISHED"
 
+# Windows claimed, published and completed together: one Kinesis PutRecords (the largest
+# sink batch), so a worker's memory and a crash's re-work stay bounded at any scale.
+CLOSE_BATCH = 500
+# A sink batch is sent up to this many times, each retry carrying only the entries that
+# failed; what still fails stays CLOSING for the next run.
+PUBLISH_ATTEMPTS = 3
+
 
 @dataclass
 class CloseOutcome:
@@ -54,6 +64,16 @@ class CloseOutcome:
     suppressed: int = 0  # closed without publishing: another state version publishes them
     held: int = 0  # claimed, waiting for a replay's switch to decide who publishes them
     results: list[WindowResult] = field(default_factory=list)
+    workers: int = 0  # fan-out: work orders handed to workers
+    refused: int = 0  # fan-out: orders no worker took, closed by the coordinator itself
+
+    def add(self, other: CloseOutcome) -> None:
+        self.windows_closed += other.windows_closed
+        self.results_published += other.results_published
+        self.publish_failures += other.publish_failures
+        self.suppressed += other.suppressed
+        self.held += other.held
+        self.results += other.results
 
 
 @dataclass
@@ -63,6 +83,36 @@ class Claim:
     window_start: int
     result: WindowResult | None  # None: nothing to publish (empty, or published already)
     final: bool = True  # False: an early version (`emit: updates`); the window stays open
+    # The window's panes as the claim read them: completing reuses this read.
+    panes: list[dict[str, Any]] | None = None
+
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def per_key(items: list[T], key_of: Callable[[T], str], work: Callable[[T], R],
+            concurrency: int) -> list[R]:
+    """`work` on each item, in order within a key (a key's windows complete in order), keys
+    side by side up to `concurrency`; results in the order of `items`."""
+    if concurrency <= 1 or len(items) <= 1:
+        return [work(item) for item in items]
+    by_key: dict[str, list[int]] = {}
+    for i, item in enumerate(items):
+        by_key.setdefault(key_of(item), []).append(i)
+    results: list[Any] = [None] * len(items)
+
+    def run(indexes: list[int]) -> None:
+        for i in indexes:
+            results[i] = work(items[i])
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        # Each task in a copy of this context: a retry budget is a context variable.
+        futures = [pool.submit(contextvars.copy_context().run, run, indexes)
+                   for indexes in by_key.values()]
+        for future in futures:
+            future.result()
+    return results
 
 
 class Closer:
@@ -89,6 +139,8 @@ class Closer:
         self.retention_s = retention_s
         self.lateness = pipeline.allowed_lateness
         self.versions = ActiveVersions(store, pipeline.name)
+        # Windows of different keys claimed and completed side by side within a batch.
+        self.concurrency = 1
 
     def current_watermark(self, flush: bool = False) -> int:
         """The pipeline watermark now, stored so that it never moves back."""
@@ -105,9 +157,40 @@ class Closer:
                 return state.floor
         return self.watermarks.advance_pipeline(target)
 
+    retry_delay_s = 0.1  # before the first retry of failed entries; doubles each time
+
     def run(self, flush: bool = False) -> CloseOutcome:
         watermark = self.current_watermark(flush)
-        return self.publish(watermark, self.claims(watermark))
+        return self.close_partitions(watermark, self.index_partitions())
+
+    def close_partitions(
+        self,
+        watermark: int,
+        partitions: Iterable[str],
+        batch: int = CLOSE_BATCH,
+        keep_going: Callable[[], bool] | None = None,
+    ) -> CloseOutcome:
+        """A worker's job: close what `watermark` made due in these index partitions, a
+        batch at a time. `keep_going` is asked before each batch (the Lambda time budget);
+        what is left stays in the index for the next run."""
+        outcome = CloseOutcome(watermark=watermark)
+        for claims in self.claim_batches(watermark, list(partitions), batch):
+            outcome.add(self.publish(watermark, claims))
+            if keep_going is not None and not keep_going():
+                break
+        return outcome
+
+    def claim_batches(
+        self, watermark: int, partitions: list[str], batch: int
+    ) -> Iterator[list[Claim]]:
+        claims: list[Claim] = []
+        for index_pk in partitions:
+            claims += self.claims(watermark, [index_pk])
+            while len(claims) >= batch:
+                yield claims[:batch]
+                claims = claims[batch:]
+        if claims:
+            yield claims
 
     def publish(self, watermark: int, claims: list[Claim]) -> CloseOutcome:
         """Publish what was claimed, then mark it emitted and release its state."""
@@ -120,11 +203,10 @@ class Closer:
             for c in claims if c.result is not None
         }
         publishable = [c for c in claims if decisions.get(id(c)) == Decision.PUBLISH]
-        failed: set[int] = set()
-        if publishable:
-            failed = set(self.sink.publish([c.result for c in publishable]))  # type: ignore[misc]
+        failed = self._send([c.result for c in publishable])  # type: ignore[misc]
         outcome.publish_failures = len(failed)
         done = {id(c) for i, c in enumerate(publishable) if i not in failed}
+        finishing: list[Claim] = []
         for claim in claims:
             decision = decisions.get(id(claim))
             if decision == Decision.HOLD:
@@ -132,19 +214,43 @@ class Closer:
                 continue  # stays claimed; decided after the switch
             if decision == Decision.PUBLISH and id(claim) not in done:
                 continue  # stays CLOSING; the next run publishes it again
-            if decision == Decision.SKIP:
-                self.mark_emitted(claim)  # its result stays in the item, unpublished
+            finishing.append(claim)
+        # A skipped window is marked emitted too: its result stays in the item, unpublished.
+        per_key(finishing, lambda c: c.pk, self._finish_claim, self.concurrency)
+        for claim in finishing:
+            if decisions.get(id(claim)) == Decision.SKIP:
                 outcome.suppressed += 1
             elif claim.result is not None:
-                self.mark_emitted(claim)
                 outcome.results.append(claim.result)
-            if claim.final:
-                self.complete(claim)
-                outcome.windows_closed += 1
+            outcome.windows_closed += int(claim.final)
         outcome.results_published = len(done)
         return outcome
 
-    def claims(self, watermark: int) -> list[Claim]:
+    def _finish_claim(self, claim: Claim) -> None:
+        if claim.result is not None:
+            self.mark_emitted(claim)
+        if claim.final:
+            self.complete(claim)
+
+    def _send(self, results: list[WindowResult]) -> set[int]:
+        """Publish; retry only the entries the sink reports failed. Returns what still
+        failed. A call that raises counts as all of its entries failed."""
+        pending = list(range(len(results)))
+        delay = self.retry_delay_s
+        for attempt in range(PUBLISH_ATTEMPTS):
+            if not pending:
+                break
+            if attempt:
+                time.sleep(delay)
+                delay *= 2
+            try:
+                failed = self.sink.publish([results[i] for i in pending])
+            except Exception:
+                continue  # the same entries again: an idempotency key makes a repeat harmless
+            pending = [pending[i] for i in failed]
+        return set(pending)
+
+    def claims(self, watermark: int, partitions: list[str] | None = None) -> list[Claim]:
         raise NotImplementedError
 
     def complete(self, claim: Claim) -> None:
@@ -204,13 +310,35 @@ class PaneCloser(Closer):
         super().__init__(*args, **kwargs)
         self.assigner = assigner
 
-    def claims(self, watermark: int) -> list[Claim]:
-        return [
-            self._claim(pk, ws, watermark) for pk, ws in sorted(self._due_windows(watermark))
-        ]
+    def claims(self, watermark: int, partitions: list[str] | None = None) -> list[Claim]:
+        due = sorted(self._due_windows(watermark, partitions or self.index_partitions()))
+        return self._claim_many(due, watermark)
+
+    def claim_batches(
+        self, watermark: int, partitions: list[str], batch: int
+    ) -> Iterator[list[Claim]]:
+        """Page through each partition's due panes and claim their windows `batch` at a time.
+
+        A window's panes are visited in index order (close_at), so one key's windows come in
+        order, as completing them requires. Completing moves panes in the index while the
+        query pages: a pane met again yields only windows already seen.
+        """
+        chunk: list[tuple[str, int]] = []  # spans partitions: few windows each, one publish
+        for index_pk in partitions:
+            seen: set[tuple[str, int]] = set()  # a key belongs to one partition
+            for pane in self.store.query_open(index_pk, watermark):
+                for window in self._due_of_pane(pane, watermark):
+                    if window not in seen:
+                        seen.add(window)
+                        chunk.append(window)
+                if len(chunk) >= batch:
+                    yield self._claim_many(chunk, watermark)
+                    chunk = []
+        if chunk:
+            yield self._claim_many(chunk, watermark)
 
     def complete(self, claim: Claim) -> None:
-        self._finish(claim.pk, claim.window_start)
+        self._finish(claim.pk, claim.window_start, claim.panes)
 
     # -- discovery -----------------------------------------------------------------------
     def close_at(self, window_start: int) -> int:
@@ -222,17 +350,21 @@ class PaneCloser(Closer):
             return window_start + self.assigner.size_ms
         return self.close_at(window_start)
 
-    def _due_windows(self, watermark: int) -> set[tuple[str, int]]:
-        a = self.assigner
+    def _due_windows(self, watermark: int, partitions: list[str]) -> set[tuple[str, int]]:
         due: set[tuple[str, int]] = set()
-        for index_pk in self.index_partitions():
+        for index_pk in partitions:
             for pane in self.store.query_open(index_pk, watermark):
-                pane_start = keys.start_of_sk(pane["SK"])
-                ws = int(pane["next_ws"])
-                last = a.last_window_of_pane(pane_start)
-                while ws <= last and self.trigger_at(ws) <= watermark:
-                    due.add((pane["PK"], ws))
-                    ws += a.slide_ms
+                due.update(self._due_of_pane(pane, watermark))
+        return due
+
+    def _due_of_pane(self, pane: dict[str, Any], watermark: int) -> list[tuple[str, int]]:
+        a = self.assigner
+        ws = int(pane["next_ws"])
+        last = a.last_window_of_pane(keys.start_of_sk(pane["SK"]))
+        due: list[tuple[str, int]] = []
+        while ws <= last and self.trigger_at(ws) <= watermark:
+            due.append((pane["PK"], ws))
+            ws += a.slide_ms
         return due
 
     # -- one window ----------------------------------------------------------------------
@@ -240,10 +372,20 @@ class PaneCloser(Closer):
         end = window_start + self.assigner.size_ms
         return self.store.query_range(pk, keys.pane_sk(window_start), keys.pane_sk(end - 1))
 
-    def _claim(self, pk: str, window_start: int, watermark: int) -> Claim:
+    def _claim_many(self, due: list[tuple[str, int]], watermark: int) -> list[Claim]:
+        """Claims in the order given; the windows' result items are read in one batch."""
+        items = self.store.batch_get([(pk, keys.window_sk(ws)) for pk, ws in due])
+        return per_key(
+            due, lambda window: window[0],
+            lambda w: self._claim(w[0], w[1], watermark, items.get((w[0], keys.window_sk(w[1])))),
+            self.concurrency,
+        )
+
+    def _claim(
+        self, pk: str, window_start: int, watermark: int, existing: dict[str, Any] | None
+    ) -> Claim:
         sk = keys.window_sk(window_start)
         final = self.close_at(window_start) <= watermark
-        existing = self.store.get(pk, sk)
         state = existing.get("state") if existing else None
         if state == EMITTED:
             return Claim(pk, sk, window_start, None)
@@ -254,7 +396,8 @@ class PaneCloser(Closer):
 
         acc: dict[str, Any] | None = None
         count = 0
-        for pane in self._panes(pk, window_start):
+        panes = self._panes(pk, window_start)
+        for pane in panes:
             if window_start < int(pane["first_ws"]) or window_start < int(pane["next_ws"]):
                 continue  # the pane began after this window was final, or is past it
             if final:
@@ -264,7 +407,7 @@ class PaneCloser(Closer):
             acc = self.acc.merge(acc, pane_acc)
             count += int(pane_n)
         if count == 0:
-            return Claim(pk, sk, window_start, None, final=final)
+            return Claim(pk, sk, window_start, None, final=final, panes=panes)
         if not final and existing is not None and int(existing["n"]) == count:
             return Claim(pk, sk, window_start, None, final=False)  # nothing new since
 
@@ -294,10 +437,10 @@ class PaneCloser(Closer):
                 winner = None
         if winner is not None:
             if winner.get("state") in (EMITTED, PUBLISHED):
-                return Claim(pk, sk, window_start, None, final=final)
+                return Claim(pk, sk, window_start, None, final=final, panes=panes)
             return Claim(pk, sk, window_start, json.loads(winner["result_json"]),
-                         final=winner.get("state") == CLOSING)
-        return Claim(pk, sk, window_start, result, final=final)
+                         final=winner.get("state") == CLOSING, panes=panes)
+        return Claim(pk, sk, window_start, result, final=final, panes=panes)
 
     def _freeze(self, pane: dict[str, Any], window_start: int) -> tuple[Any, Any]:
         """The pane's content for this window, frozen on first sight."""
@@ -319,11 +462,15 @@ class PaneCloser(Closer):
             raise RuntimeError(f"pane {pane['PK']} {pane['SK']} vanished while closing")
         return item[acc_attr], item[n_attr]
 
-    def _finish(self, pk: str, window_start: int) -> None:
-        """Move each pane past this window; a pane with no window left leaves the index."""
+    def _finish(
+        self, pk: str, window_start: int, panes: list[dict[str, Any]] | None = None
+    ) -> None:
+        """Move each pane past this window; a pane with no window left leaves the index.
+        `panes`: as the claim read them (a pane's `next_ws` changes only here, under the
+        condition below, so that read is as good as a new one)."""
         a = self.assigner
         following = window_start + a.slide_ms
-        for pane in self._panes(pk, window_start):
+        for pane in self._panes(pk, window_start) if panes is None else panes:
             current = int(pane["next_ws"])
             if current > window_start:
                 continue

@@ -17,7 +17,9 @@ Exactly-once effect on the aggregates, with at-least-once delivery:
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +76,7 @@ class Ingestor:
         late_output: QueueOutput,
         expected_partitions: Callable[[], list[str]],
         now_ms: Callable[[], int],
+        write_concurrency: int = 1,
     ) -> None:
         self.pipeline = pipeline
         self.decoder = decoder
@@ -85,6 +88,7 @@ class Ingestor:
         self.expected_partitions = expected_partitions
         self.now_ms = now_ms
         self.skew = pipeline.watermark.max_future_skew
+        self.write_concurrency = write_concurrency
 
     # -- the batch ---------------------------------------------------------------------
     def process(
@@ -163,16 +167,16 @@ class Ingestor:
         # first, so running out of time fails the tail, where Lambda resumes.
         ordered = list(groups.values())
         items = self.store.batch_get([(g.pk, g.sk) for g in ordered]) if ordered else {}
-        for index, group in enumerate(ordered):
+
+        def write(group: _Group) -> Verdict | None:
             if time_left_ms is not None and time_left_ms() < _STOP_MS:
                 # Out of time: report the rest as failed so Lambda checkpoints correctly
                 # instead of timing out the whole batch.
-                for rest in ordered[index:]:
-                    failed += [r for r, _ in rest.members]
-                break
-            try:
-                verdict = self._write_group(group, items.get((group.pk, group.sk)), watermark)
-            except Exception:
+                return None
+            return self._write_group(group, items.get((group.pk, group.sk)), watermark)
+
+        for group, verdict in self._each_group(ordered, write):
+            if not isinstance(verdict, Verdict):
                 failed += [r for r, _ in group.members]
                 continue
             outcome.aggregated += len(verdict.applied)
@@ -186,6 +190,26 @@ class Ingestor:
         outcome.failed = failed
         self._advance_watermarks(valid, failed, now, state, records)
         return outcome
+
+    def _each_group(
+        self, ordered: list[_Group], write: Callable[[_Group], Verdict | None]
+    ) -> list[tuple[_Group, Verdict | Exception | None]]:
+        """Each group's write: one after another, or `write_concurrency` at a time (the
+        writes are independent items; each waits on a network round trip)."""
+        def attempt(group: _Group) -> Verdict | Exception | None:
+            try:
+                return write(group)
+            except Exception as exc:  # this group's records fail; the others go on
+                return exc
+
+        if self.write_concurrency <= 1 or len(ordered) <= 1:
+            return [(group, attempt(group)) for group in ordered]
+        # Each task runs in a copy of this context: the retry budget is a context variable.
+        with ThreadPoolExecutor(max_workers=self.write_concurrency) as pool:
+            futures = [
+                pool.submit(contextvars.copy_context().run, attempt, group) for group in ordered
+            ]
+            return [(g, f.result()) for g, f in zip(ordered, futures, strict=True)]
 
     def _decode(self, record: SourceRecord) -> Event:
         if record.headers is None:

@@ -33,9 +33,9 @@ class SessionCloser(Closer):
         super().__init__(*args, **kwargs)
         self.sessions = sessions
 
-    def claims(self, watermark: int) -> list[Claim]:
+    def claims(self, watermark: int, partitions: list[str] | None = None) -> list[Claim]:
         claims: list[Claim] = []
-        for index_pk in self.index_partitions():
+        for index_pk in partitions or self.index_partitions():
             for entry in list(self.store.query_open(index_pk, watermark)):
                 if entry["SK"] == OPEN_SESSIONS_SK:
                     claims += self._close_due(entry["PK"], watermark)

@@ -28,6 +28,11 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from tidegate.durations import format_duration_ms, parse_duration_ms
+from tidegate.state.index_sizing import (
+    DEFAULT_INDEX_SHARDS,
+    MAX_INDEX_SHARDS,
+    index_shards_for,
+)
 
 # Durations are stored as integer milliseconds and written back in the file's own notation,
 # so a spec survives a round trip through JSON (the Lambda environment carries it that way).
@@ -330,8 +335,12 @@ class Pipeline(_Model):
     aggregates: dict[str, AggregateSpec] = Field(min_length=1)
     emit: Literal["final", "updates"] = "final"
     sink: Sink
-    # Open-window index partitions (`open#<pipeline>#<n>`): spreads closing over index keys.
-    index_shards: int = Field(default=4, ge=1, le=256)
+    # Active keys expected at peak: when `index_shards` is not given, it is derived from
+    # this (state/index_sizing.py). Either one changes where open windows are indexed:
+    # change them only with a new `state_version`.
+    expected_keys: int | None = Field(default=None, ge=1)
+    # Open-window index partitions (`open#<pipeline>#<n>`): the unit of closer fan-out.
+    index_shards: int = Field(default=DEFAULT_INDEX_SHARDS, ge=1, le=MAX_INDEX_SHARDS)
     state_version: int = Field(default=1, ge=1)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -355,6 +364,18 @@ class Pipeline(_Model):
         if bad:
             raise ValueError(f"not valid result names: {', '.join(bad)}")
         return value
+
+    @model_validator(mode="after")
+    def _derive_index_shards(self) -> Pipeline:
+        if self.expected_keys is not None and "index_shards" not in self.model_fields_set:
+            window = self.window
+            cadence = (window.slide if isinstance(window, SlidingWindow)
+                       else window.gap if isinstance(window, SessionWindow) else window.size)
+            # Frozen model: set once, while validating, as a default would be.
+            object.__setattr__(
+                self, "index_shards", index_shards_for(self.expected_keys, cadence)
+            )
+        return self
 
     def to_json(self) -> str:
         return self.model_dump_json(by_alias=True, exclude_none=True)

@@ -34,6 +34,13 @@ ENV_RETENTION = "TIDEGATE_STATE_RETENTION_S"  # how long closed state is kept (T
 # `state_version`: a replay's functions run with the new version (tidegate/versions.py).
 ENV_STATE_VERSION = "TIDEGATE_STATE_VERSION"
 ENV_CLOCK = "TIDEGATE_CLOCK_MS"  # tests only: a fixed processing time
+# Closer fan-out (tidegate/fanout.py): local worker threads (unset: deployed, the function
+# invokes itself; locally, no fan-out), and the due panes above which a run fans out.
+ENV_CLOSER_WORKERS = "TIDEGATE_CLOSER_WORKERS"
+ENV_FANOUT_THRESHOLD = "TIDEGATE_FANOUT_THRESHOLD"
+# Conditional writes in flight at once within an ingest batch (its groups) and a closer
+# batch (its windows of different keys); default 8 in Lambda, 1 locally.
+ENV_WRITE_CONCURRENCY = "TIDEGATE_WRITE_CONCURRENCY"
 
 HANDLER_ENV = (
     ENV_PIPELINE,

@@ -110,6 +110,26 @@ class DynamoStore:
             ExpressionAttributeValues=self._values({":p": index_pk, ":w": up_to}),
         )
 
+    def count_open(self, index_pk: str, up_to: int, limit: int) -> int:
+        """How many panes of one index partition are due, counting no further than `limit`
+        (a COUNT query reads, and is billed for, the entries it counts)."""
+        kwargs: dict[str, Any] = dict(
+            TableName=self.table,
+            IndexName=OPEN_INDEX,
+            KeyConditionExpression="#opk = :p AND #osk <= :w",
+            ExpressionAttributeNames={"#opk": OPEN_PK, "#osk": OPEN_SK},
+            ExpressionAttributeValues=self._values({":p": index_pk, ":w": up_to}),
+            Select="COUNT",
+        )
+        counted = 0
+        while counted < limit:
+            out = self.db.query(Limit=limit - counted, **kwargs)
+            counted += int(out.get("Count", 0))
+            if not out.get("LastEvaluatedKey"):
+                break
+            kwargs["ExclusiveStartKey"] = out["LastEvaluatedKey"]
+        return counted
+
     def _paginate(self, op: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         while True:
             out = getattr(self.db, op)(**kwargs)
