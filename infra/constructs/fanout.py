@@ -3,13 +3,9 @@ invocations of its own function, one per group of open-window index partitions."
 
 from __future__ import annotations
 
-from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
-
-# A work order older than this is superseded by the coordinator's next scheduled run.
-WORK_ORDER_MAX_AGE = Duration.minutes(5)
 
 
 def allow_self_invoke(scope: Construct, fn: lambda_.Function) -> iam.Policy:
@@ -18,7 +14,8 @@ def allow_self_invoke(scope: Construct, fn: lambda_.Function) -> iam.Policy:
     would be a dependency cycle."""
     if fn.role is None:
         raise ValueError(f"{fn.node.path}: the closer function needs a role to fan out")
-    fn.configure_async_invoke(max_event_age=WORK_ORDER_MAX_AGE, retry_attempts=2)
+    # Work orders share the function's async settings with its scheduled runs (no
+    # retries, see pipeline.py): a lost order's partitions are the next run's, a minute on.
     return iam.Policy(
         scope, "CloserSelfInvoke",
         roles=[fn.role],

@@ -27,6 +27,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from infra.constructs.errors import TidegateConfigError
+from infra.constructs.fanout import allow_self_invoke
 from infra.constructs.kafka import KafkaSourceSettings, add_kafka_source, partition_names
 from infra.constructs.kafka import validate as validate_kafka
 from infra.constructs.monitoring import (
@@ -400,6 +401,9 @@ class TidegatePipeline(Construct):
             resource_arns=[self.table.table_arn, open_index],
         )
         self.sink.grant_publish(fn)
+        # Past TIDEGATE_FANOUT_THRESHOLD due windows the closer hands index partitions to
+        # asynchronous invocations of itself (tidegate/fanout.py).
+        allow_self_invoke(self, fn)
         # The watermark counts every open shard, so a silent one holds it back until idle.
         # (A Kafka topic's partitions come from the pipeline file: nothing to list.)
         if self.source_stream is not None:

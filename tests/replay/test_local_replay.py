@@ -194,6 +194,8 @@ def test_replay_under_chaos_equals_the_clean_run(moto_url: str, seed: int) -> No
     assert windows(out.computed[2]) == clean
     distinct = {r["idempotency_key"]: r for r in out.published}
     assert windows(list(distinct.values())) == clean
-    assert out.replay.aggregated == out.live.aggregated
+    # (The versions' `aggregated` counters are not compared: a crashed invocation never
+    # reports its counts, so they depend on where the seeded faults land. The state is
+    # what must agree, and is compared above.)
     assert out.faults and out.faults.get("crash:ingest", 0) + out.faults.get(
         "crash:closer", 0) > 0 and out.faults.get("racing-closers", 0) > 0
