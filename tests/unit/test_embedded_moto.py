@@ -69,3 +69,4 @@ def test_a_send_no_longer_looks_at_every_message_in_the_queue(
         attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
         assert attrs["ApproximateNumberOfMessages"] == "1010"
         assert looked["n"] >= 1010  # the queue's own attributes still count them
+

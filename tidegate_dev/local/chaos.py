@@ -51,6 +51,15 @@ class ChaosCrash(BaseException):
     """The function died here (timeout, out of memory, killed) — nothing after it ran."""
 
 
+def _drop_unflushed_metrics() -> None:
+    """A dying process takes its unflushed metrics with it. Kept in this one, they pile up
+    over crashed invocations until Powertools prints them at 100 values, disabled or not.
+    Powertools' Metrics instances share one metric set, so any instance clears it."""
+    from aws_lambda_powertools import Metrics
+
+    Metrics().clear_metrics()
+
+
 class _Body:
     def __init__(self, data: bytes) -> None:
         self.data = data
@@ -102,6 +111,9 @@ class Chaos:
         self.armed, self.calls = function, 0
         try:
             yield
+        except ChaosCrash:
+            _drop_unflushed_metrics()
+            raise
         finally:
             self.armed = None
             self.typical_calls[function] = 0.8 * typical + 0.2 * self.calls
