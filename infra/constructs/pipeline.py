@@ -393,21 +393,42 @@ class TidegatePipeline(Construct):
         )
         fn.add_event_source(self.ingest_source)
 
-    def _wire_closer(self, settings: CloserSettings) -> None:
-        fn = self.closer_function
+    def grant_closer(self, fn: lambda_.Function) -> None:
+        """What any closer of this pipeline needs (the live one, a replay's): its state and
+        the open-window index, the sink, and the source's shard list."""
         open_index = f"{self.table.table_arn}/index/{topology.OPEN_INDEX}"
         iam.Grant.add_to_principal(
             grantee=fn, actions=list(STATE_ACTIONS),
             resource_arns=[self.table.table_arn, open_index],
         )
         self.sink.grant_publish(fn)
-        # Past TIDEGATE_FANOUT_THRESHOLD due windows the closer hands index partitions to
-        # asynchronous invocations of itself (tidegate/fanout.py).
-        allow_self_invoke(self, fn)
         # The watermark counts every open shard, so a silent one holds it back until idle.
         # (A Kafka topic's partitions come from the pipeline file: nothing to list.)
         if self.source_stream is not None:
             self.source_stream.grant(fn, "kinesis:ListShards")
+
+    def schedule_closer(
+        self, rule_id: str, fn: lambda_.Function, description: str, minutes: int
+    ) -> events.Rule:
+        return events.Rule(
+            self, rule_id,
+            description=description,
+            schedule=events.Schedule.rate(Duration.minutes(minutes)),
+            targets=[targets.LambdaFunction(
+                fn,
+                event=events.RuleTargetInput.from_object({"source": "tidegate.schedule"}),
+                # A run older than its period is superseded by the next one.
+                max_event_age=Duration.minutes(minutes * 2),
+                retry_attempts=2,
+            )],
+        )
+
+    def _wire_closer(self, settings: CloserSettings) -> None:
+        fn = self.closer_function
+        self.grant_closer(fn)
+        # Past TIDEGATE_FANOUT_THRESHOLD due windows the closer hands index partitions to
+        # asynchronous invocations of itself (tidegate/fanout.py).
+        allow_self_invoke(self, fn)
         self.closer_source = sources.DynamoEventSource(
             self.table,
             starting_position=lambda_.StartingPosition.LATEST,
@@ -427,17 +448,9 @@ class TidegatePipeline(Construct):
             })],
         )
         fn.add_event_source(self.closer_source)
-        self.schedule = events.Rule(
-            self, "CloserSchedule",
-            description=f"tidegate {self.pipeline.name}: close windows of idle streams",
-            schedule=events.Schedule.rate(Duration.minutes(settings.schedule_minutes)),
-            targets=[targets.LambdaFunction(
-                fn,
-                event=events.RuleTargetInput.from_object({"source": "tidegate.schedule"}),
-                # A run older than its period is superseded by the next one.
-                max_event_age=Duration.minutes(settings.schedule_minutes * 2),
-                retry_attempts=2,
-            )],
+        self.schedule = self.schedule_closer(
+            "CloserSchedule", fn, f"tidegate {self.pipeline.name}: close windows of idle streams",
+            settings.schedule_minutes,
         )
 
 

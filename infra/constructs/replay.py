@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from aws_cdk import Duration
-from aws_cdk import aws_events as events
-from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
@@ -141,24 +139,12 @@ def add_replay(
         f"ReplayV{v}Closer", "closer", CLOSER_SERVICE, env, closer.memory_mb, closer.timeout_s,
         retry_attempts=0,
     )
-    open_index = f"{pipeline.table.table_arn}/index/{topology.OPEN_INDEX}"
-    iam.Grant.add_to_principal(
-        grantee=closer_fn, actions=list(STATE_ACTIONS),
-        resource_arns=[pipeline.table.table_arn, open_index],
-    )
-    pipeline.sink.grant_publish(closer_fn)
-    stream.grant(closer_fn, "kinesis:ListShards")
+    pipeline.grant_closer(closer_fn)
     # The schedule alone: until the switch a replay publishes nothing, so closing it within
     # a minute is soon enough.
-    events.Rule(
-        pipeline, f"ReplayV{v}CloserSchedule",
-        description=f"tidegate {pipeline.pipeline.name}: close replay version {v}'s windows",
-        schedule=events.Schedule.rate(Duration.minutes(closer.schedule_minutes)),
-        targets=[targets.LambdaFunction(
-            closer_fn,
-            event=events.RuleTargetInput.from_object({"source": "tidegate.schedule"}),
-            max_event_age=Duration.minutes(closer.schedule_minutes * 2),
-            retry_attempts=2,
-        )],
+    pipeline.schedule_closer(
+        f"ReplayV{v}CloserSchedule", closer_fn,
+        f"tidegate {pipeline.pipeline.name}: close replay version {v}'s windows",
+        closer.schedule_minutes,
     )
     return ReplayResources(settings, ingest_fn, closer_fn, source, dlq, late)
