@@ -8,7 +8,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tidegate.aws import client
-from tidegate_dev.local.server import _cheap_moto_sqs_sends, endpoint
+from tidegate_dev.local.moto_speedups import cheap_sqs_sends
+from tidegate_dev.local.server import endpoint
 
 
 def test_sqs_sends_with_the_cheap_attribute_map_keep_moto_semantics() -> None:
@@ -44,7 +45,7 @@ def test_sqs_sends_with_the_cheap_attribute_map_keep_moto_semantics() -> None:
 def test_a_send_no_longer_looks_at_every_message_in_the_queue(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _cheap_moto_sqs_sends()  # applying twice must not wrap twice
+    cheap_sqs_sends()  # applying twice must not wrap twice
     from moto.sqs.models import Message, SQSBackend
 
     assert SQSBackend.send_message.tidegate_patched  # type: ignore[attr-defined]
