@@ -15,6 +15,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -173,13 +174,23 @@ def run_once(pipeline: Pipeline, opened: OpenWindows, workers: int) -> SimRun:
     )
 
 
-def simulate(windows: int, workers: list[int], index_shards: int) -> list[SimRun]:
+def simulate(
+    windows: int, workers: list[int], index_shards: int,
+    on_run: Callable[[SimRun], None] | None = None,
+) -> list[SimRun]:
+    """`on_run`: told each run as it ends (a 100,000-window run takes minutes per count).
+    moto runs in a process of its own, so the closer's threads do not share its GIL."""
     from tidegate_dev.local.server import endpoint
 
     pipeline = sim_pipeline(index_shards)
     opened = open_windows(pipeline, windows)
-    with endpoint():
-        return [run_once(pipeline, opened, n) for n in workers]
+    runs: list[SimRun] = []
+    with endpoint(own_process=True):
+        for n in workers:
+            runs.append(run_once(pipeline, opened, n))
+            if on_run is not None:
+                on_run(runs[-1])
+    return runs
 
 
 def _counts(text: str) -> list[int]:
@@ -206,7 +217,10 @@ def cli(args: Any) -> int:
     shards = args.shards or max(workers)
     err.print(f"[bold]close-sim[/]: {args.windows:,} windows, {shards} index shards, "
               f"workers {', '.join(map(str, workers))}")
-    runs = simulate(args.windows, workers, shards)
+    runs = simulate(args.windows, workers, shards, on_run=lambda r: err.print(
+        f"  {r.workers} workers: {r.windows_per_second:,.1f} windows/s, "
+        f"{r.missing} missed, {r.conflicting + r.wrong_content} conflicting, "
+        f"{r.left_open} left open: {json.dumps(r.as_dict())}"))
     if args.json:
         out.print_json(json.dumps({"windows": args.windows, "index_shards": shards,
                                    "runs": [r.as_dict() for r in runs]}))

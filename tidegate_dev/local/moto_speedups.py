@@ -5,7 +5,10 @@ Dev tooling only: nothing that ships to Lambda imports this."""
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Iterator
+from typing import Any
 
 
 def linear_kinesis() -> None:
@@ -145,3 +148,95 @@ def apply() -> None:
     linear_kinesis()
     indexed_dynamodb_queries()
     cheap_sqs_sends()
+    cached_moto_modules()
+    cached_action_names()
+    cached_update_expressions()
+    cached_response_keys()
+
+
+def cached_moto_modules() -> None:
+    """moto's server lists its own package directory (a listdir and an isdir per service)
+    on every request, under a lock, to learn that a host is not a service name. The
+    directory does not change while a server runs: it is listed once."""
+    from moto import backends
+
+    if getattr(backends.list_of_moto_modules, "tidegate_patched", False):
+        return
+    listing = backends.list_of_moto_modules
+
+    @functools.cache
+    def modules() -> tuple[str, ...]:
+        return tuple(listing())
+
+    def list_of_moto_modules() -> tuple[str, ...]:
+        return modules()
+
+    list_of_moto_modules.tidegate_patched = True  # type: ignore[attr-defined]
+    backends.list_of_moto_modules = list_of_moto_modules  # type: ignore[assignment]
+
+
+def cached_action_names() -> None:
+    """moto finds whether a request's action is a method of its response class with
+    inspect.getmembers on every request; a class's methods do not change."""
+    from moto.core import responses
+
+    if getattr(responses.method_names_from_class, "tidegate_patched", False):
+        return
+    names = functools.cache(responses.method_names_from_class)
+
+    def method_names_from_class(clazz: object) -> list[str]:
+        return names(clazz)
+
+    method_names_from_class.tidegate_patched = True  # type: ignore[attr-defined]
+    responses.method_names_from_class = method_names_from_class  # type: ignore[assignment]
+
+
+def cached_update_expressions() -> None:
+    """moto parses an UpdateExpression twice per UpdateItem (the handler and the backend),
+    though a closer or an ingest sends the same few expressions over and over. The parsed
+    tree is only read: the validator works on its own deep copy of it. Invalid expressions
+    raise as before (an exception is not cached)."""
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    if getattr(UpdateExpressionParser, "_tidegate_cached", False):
+        return
+    make = UpdateExpressionParser.make.__func__  # type: ignore[attr-defined]
+
+    @functools.lru_cache(maxsize=4096)
+    def parsed(expression: str) -> object:
+        return make(UpdateExpressionParser, expression)
+
+    def cached_make(cls: type, expression_str: str) -> object:
+        return parsed(expression_str)
+
+    UpdateExpressionParser.make = classmethod(cached_make)  # type: ignore[method-assign,assignment]
+    UpdateExpressionParser._tidegate_cached = True  # type: ignore[attr-defined]
+
+
+def cached_response_keys() -> None:
+    """moto's response serializer finds each member of each response structure (every
+    attribute of every item returned) by asking six alias rules for candidate keys, for
+    every value. For a plain dict or list the candidates depend only on the key, the shape
+    and its parent shape, which botocore keeps for the life of the model: computed once
+    for each, then looked up in the same order."""
+    from moto.core.serialize import XFormedAttributePicker
+
+    if getattr(XFormedAttributePicker, "_tidegate_cached", False):
+        return
+    possible_keys = XFormedAttributePicker.get_possible_keys
+    cache: dict[tuple[object, ...], tuple[str, ...]] = {}
+
+    def get_possible_keys(self: XFormedAttributePicker, context: Any) -> Iterator[str]:
+        if type(context.obj) not in (dict, list) or self.alias_providers is not _DEFAULTS:
+            return possible_keys(self, context)
+        shape = context.shape
+        key = (type(context.obj), context.key, shape, getattr(shape, "parent", None))
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = tuple(possible_keys(self, context))
+        return iter(found)
+
+    from moto.core.serialize import DEFAULT_ALIAS_PROVIDERS as _DEFAULTS
+
+    XFormedAttributePicker.get_possible_keys = get_possible_keys  # type: ignore[method-assign,assignment]
+    XFormedAttributePicker._tidegate_cached = True  # type: ignore[attr-defined]

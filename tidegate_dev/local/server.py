@@ -26,15 +26,24 @@ def _has_credentials() -> bool:
 
 
 @contextmanager
-def endpoint(url: str | None = None) -> Iterator[str]:
+def endpoint(url: str | None = None, own_process: bool = False) -> Iterator[str]:
     """Yield an endpoint URL with AWS_ENDPOINT_URL (and fake credentials for moto) set.
 
     boto3 reads AWS_ENDPOINT_URL itself, so the handlers run unmodified against it.
+    `own_process`: moto runs in a process of its own (moto_process.py), not on a thread
+    of this one.
     """
     saved = {k: os.environ.get(k) for k in (*FAKE_CREDENTIALS, "AWS_ENDPOINT_URL")}
     server = None
+    process = None
     try:
-        if url is None:
+        if url is None and own_process:
+            from tidegate_dev.local.moto_process import MotoProcess
+
+            process = MotoProcess.start()
+            url = process.url
+            os.environ.update(FAKE_CREDENTIALS)
+        elif url is None:
             from moto.server import ThreadedMotoServer
 
             logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -58,6 +67,8 @@ def endpoint(url: str | None = None) -> Iterator[str]:
     finally:
         if server is not None:
             server.stop()
+        if process is not None:
+            process.stop()
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
