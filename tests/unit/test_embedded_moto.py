@@ -71,3 +71,121 @@ def test_a_send_no_longer_looks_at_every_message_in_the_queue(
         assert attrs["ApproximateNumberOfMessages"] == "1010"
         assert looked["n"] >= 1010  # the queue's own attributes still count them
 
+
+
+def test_moto_lists_its_service_directory_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import moto
+    from moto import backends
+
+    from tidegate_dev.local.moto_speedups import cached_moto_modules
+
+    cached_moto_modules()
+    root = os.path.dirname(moto.__file__)
+    listed = [d for d in sorted(os.listdir(root))
+              if os.path.isdir(os.path.join(root, d)) and not d.startswith("__")]
+    assert list(backends.list_of_moto_modules()) == listed
+
+    listdir = os.listdir
+    listings = {"n": 0}
+
+    def counted(path: str) -> list[str]:
+        listings["n"] += os.path.abspath(path) == os.path.abspath(root)
+        return listdir(path)
+
+    with endpoint():  # the server looks up every request's host in that list
+        db = client("dynamodb")
+        db.list_tables()  # the first request loads moto's service models (a listing too)
+        monkeypatch.setattr(os, "listdir", counted)
+        for _ in range(3):
+            assert db.list_tables()["TableNames"] == []
+    assert listings["n"] == 0
+    assert "dynamodb" in backends.list_of_moto_modules()
+
+
+def test_moto_looks_up_a_handlers_actions_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import inspect
+
+    from moto.core import responses
+    from moto.dynamodb.responses import DynamoHandler
+
+    from tidegate_dev.local.moto_speedups import cached_action_names
+
+    cached_action_names()
+    expected = [name for name, _ in inspect.getmembers(DynamoHandler, inspect.isfunction)]
+    assert responses.method_names_from_class(DynamoHandler) == expected
+    monkeypatch.setattr(inspect, "getmembers", lambda *a, **k: [])  # as if moto asked again
+    assert responses.method_names_from_class(DynamoHandler) == expected
+
+
+def _table(db: Any, name: str) -> None:
+    db.create_table(
+        TableName=name, BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"},
+                   {"AttributeName": "SK", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"},
+                              {"AttributeName": "SK", "AttributeType": "S"}],
+    )
+
+
+def test_a_repeated_update_expression_applies_each_requests_values() -> None:
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    from tidegate_dev.local.moto_speedups import cached_update_expressions
+
+    cached_update_expressions()
+    expression = "SET #a = if_not_exists(#a, :zero) + :v, tags = list_append(tags, :t)"
+    assert UpdateExpressionParser.make(expression) is UpdateExpressionParser.make(expression)
+    with endpoint():
+        db = client("dynamodb")
+        _table(db, "t")
+        key = {"PK": {"S": "k"}, "SK": {"S": "s"}}
+        db.put_item(TableName="t", Item={**key, "tags": {"L": []}})
+        for v in (1, 10, 100):
+            out = db.update_item(
+                TableName="t", Key=key, UpdateExpression=expression,
+                ExpressionAttributeNames={"#a": "total"},
+                ExpressionAttributeValues={":zero": {"N": "0"}, ":v": {"N": str(v)},
+                                           ":t": {"L": [{"N": str(v)}]}},
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        # each call's values, not the first call's, went into the one parsed expression
+        assert out["total"] == {"N": "111"}
+        assert out["tags"] == {"L": [{"N": "1"}, {"N": "10"}, {"N": "100"}]}
+        for _ in range(2):  # an invalid expression is refused every time, not cached
+            with pytest.raises(ClientError, match="ValidationException"):
+                db.update_item(TableName="t", Key=key, UpdateExpression="SET = :v",
+                               ExpressionAttributeValues={":v": {"N": "1"}})
+
+
+def test_responses_serialise_as_moto_would_with_its_own_key_lookup() -> None:
+    import json
+
+    from moto.core.responses import get_service_model
+    from moto.core.serialize import JSONSerializer, XFormedAttributePicker
+
+    from tidegate_dev.local.moto_speedups import cached_response_keys
+
+    cached_response_keys()
+    item = {
+        "PK": {"S": "k"}, "SK": {"S": "s"}, "n": {"N": "3"}, "b": {"B": "AAE="},
+        "yes": {"BOOL": True}, "none": {"NULL": True}, "ss": {"SS": ["a", "b"]},
+        "ns": {"NS": ["1", "2"]}, "m": {"M": {"x": {"L": [{"S": "y"}, {"N": "1"}]}}},
+    }
+    result = {"Items": [item, item], "Count": 2, "ScannedCount": 2,
+              "LastEvaluatedKey": {"PK": {"S": "k"}, "SK": {"S": "s"}},
+              "ConsumedCapacity": {"TableName": "t", "CapacityUnits": 1.0}}
+    model = get_service_model("dynamodb")
+    bodies = []
+    for picker in (XFormedAttributePicker.get_possible_keys.original,  # type: ignore[attr-defined]
+                   XFormedAttributePicker.get_possible_keys):
+        for _ in range(2):  # the second time from the cache
+            serializer = JSONSerializer(
+                operation_model=model.operation_model("Query"), pretty_print=False,
+                value_picker=type("P", (XFormedAttributePicker,),
+                                  {"get_possible_keys": picker})(),
+            )
+            bodies.append(json.loads(serializer.serialize(result)["body"]))
+    assert bodies[0]["Items"][0]["m"] == item["m"] and bodies[0]["Count"] == 2
+    assert all(body == bodies[0] for body in bodies)

@@ -238,5 +238,6 @@ def cached_response_keys() -> None:
 
     from moto.core.serialize import DEFAULT_ALIAS_PROVIDERS as _DEFAULTS
 
+    get_possible_keys.original = possible_keys  # type: ignore[attr-defined]
     XFormedAttributePicker.get_possible_keys = get_possible_keys  # type: ignore[method-assign,assignment]
     XFormedAttributePicker._tidegate_cached = True  # type: ignore[attr-defined]
