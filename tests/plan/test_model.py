@@ -77,12 +77,13 @@ def test_a_small_known_case_follows_the_stated_rules() -> None:
     assert wru["total"] == pytest.approx(total)
     assert p.dynamodb["partitions"] == math.ceil(total / 1_000)
 
-    # Closer: 8 requests of 0.5 ms a window; 1,000 windows take 4 s on one worker, inside
-    # the 10 s target: one index partition would do, the configured 4 take 1 s.
-    assert p.closer["seconds_per_window"] == pytest.approx(0.004)
+    # Closer: 8 requests of 0.5 ms a window, 8 windows at a time; 1,000 windows take 0.5 s
+    # on one worker, inside the 10 s target: one index partition would do, the configured
+    # 4 take 0.125 s.
+    assert p.closer["seconds_per_window"] == pytest.approx(0.0005)
     assert p.closer["workers_needed"] == 1
-    assert p.closer["seconds_to_close_window_size"] == pytest.approx(4.0, rel=1e-6)
-    assert p.closer["seconds_to_close_window_size_configured"] == pytest.approx(1.0, rel=1e-6)
+    assert p.closer["seconds_to_close_window_size"] == pytest.approx(0.5, rel=1e-6)
+    assert p.closer["seconds_to_close_window_size_configured"] == pytest.approx(0.125, rel=1e-6)
 
     # Dollars: the bench's price table, per hour.
     pr = cost.PRICES
@@ -196,9 +197,9 @@ def test_auto_partitioning_falls_back_to_random_when_a_key_outgrows_a_shard() ->
 
 
 def test_closer_asks_for_more_index_partitions_when_windows_pile_up() -> None:
-    # 200,000 keys active each minute at 8 requests x 5 ms a window: 8,000 s of work
-    p = plan(uniform(100_000, 200_000), a=Assumptions())
-    busy = p.closer["windows_per_period"] * 8 * 5e-3
+    # 2,000,000 keys active each minute at 8 requests x 5 ms a window, 8 windows at a time
+    p = plan(uniform(1_000_000, 2_000_000), a=Assumptions())
+    busy = p.closer["windows_per_period"] * 8 * 5e-3 / 8
     assert p.closer["workers_needed"] == math.ceil(busy / 10)
     assert p.closer["index_partitions_recommended"] == 256  # the pipeline file's maximum
     assert any("index_shards: 256" in f for f in p.flags)
@@ -291,3 +292,17 @@ def test_big_events_fill_the_invocation_payload_before_the_batch_size() -> None:
     msk = dataclasses.replace(SHAPE, source="msk")
     p = plan(uniform(1_000, 1_000, event_bytes=100_000, batch_size=10_000), shape=msk)
     assert p.ingest["events_per_invocation"] == pytest.approx(6 * 2**20 / (100_000 * 4 / 3))
+
+
+def test_a_closer_worker_has_the_deployed_write_concurrency_of_windows_in_flight() -> None:
+    from tidegate.topology import LAMBDA_WRITE_CONCURRENCY
+
+    assert Assumptions().closer_concurrency == LAMBDA_WRITE_CONCURRENCY == 8
+    w = uniform(10_000, 1_000_000)
+    one = plan(w, a=dataclasses.replace(Assumptions(), closer_concurrency=1))
+    deployed = plan(w, a=Assumptions())
+    # 8 requests x 5 ms a window; 8 windows of different keys in flight share that time
+    assert one.closer["seconds_per_window"] == pytest.approx(0.040)
+    assert deployed.closer["seconds_per_window"] == pytest.approx(0.005)
+    assert deployed.closer["workers_needed"] == math.ceil(one.closer["workers_needed"] / 8)
+    assert deployed.usd_per_hour["lambda_closer"] < one.usd_per_hour["lambda_closer"]

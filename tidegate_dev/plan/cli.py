@@ -64,8 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "as the ingest does today)")
     parser.add_argument("--closer-concurrency", type=_positive(int, "--closer-concurrency"),
                         default=Assumptions.closer_concurrency,
-                        help="windows in flight per closer worker (default 1, as the closer "
-                             "does today)")
+                        help="windows of different keys in flight per closer worker "
+                             f"(default {Assumptions.closer_concurrency}: "
+                             "TIDEGATE_WRITE_CONCURRENCY in Lambda)")
     parser.add_argument("--close-within", type=_positive(float, "--close-within"),
                         default=Assumptions.close_within_s, metavar="SECONDS",
                         help="close a period's windows within this (default 10)")
@@ -213,7 +214,7 @@ def render(report: dict[str, Any]) -> None:
         " per window size (every key active)")
     row("  per window", f"{_n(cl['seconds_per_window'] * 1000, 1)} ms",
         f"{_n(cl['requests_per_window'], 1)} DynamoDB requests in sequence, "
-        f"{report['assumptions']['closer_concurrency']} window(s) at a time")
+        f"{report['assumptions']['closer_concurrency']} windows of different keys at a time")
     row("  index partitions (workers)", _n(cl["index_partitions_recommended"]),
         f"{_n(cl['workers_needed'])} needed to close within the target; "
         f"{cl['index_partitions_configured']} configured")
@@ -237,7 +238,8 @@ def render(report: dict[str, Any]) -> None:
         f"in a {a['batching_window_s']:g} s window, ingest {a['ingest_memory_mb']} MB / "
         f"closer {a['closer_memory_mb']} MB, {a['ddb_latency_ms']:g} ms a DynamoDB round trip "
         f"({a['ingest_concurrency']} in flight per ingest invocation, "
-        f"{a['closer_concurrency']} window(s) in flight per closer worker), a shard busy "
+        f"{a['closer_concurrency']} windows of different keys in flight per closer worker, "
+        "TIDEGATE_WRITE_CONCURRENCY as deployed), a shard busy "
         f"at most {a['max_utilisation']:.0%}, windows closed within "
         f"{a['close_within_s']:g} s, results batched to the sink; MSK: "
         f"{a['msk_broker_ingress_mb_s']:g} MB/s in per broker (a guess), replication "

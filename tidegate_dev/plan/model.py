@@ -30,8 +30,10 @@ The rules, in the order they are applied:
    to it. A partition serves at most 1,000 WCU and 3,000 RCU; adaptive capacity isolates a
    hot item on its own partition, but cannot split one item, so a key whose item needs more
    is throttled.
-4. Closer. Each window costs the measured DynamoDB requests, in sequence; one worker per
-   open-window index partition, as the closer fan-out runs them. The index needs enough
+4. Closer. Each window costs the measured DynamoDB requests, in sequence, and a worker has
+   TIDEGATE_WRITE_CONCURRENCY windows of different keys in flight at once (8 in Lambda), as
+   the deployed closer claims and completes them; one worker per open-window index
+   partition, as the closer fan-out runs them. The index needs enough
    partitions for the workers and for its own writes (a pane enters and leaves it once per
    window it closes).
 """
@@ -43,6 +45,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tidegate.topology import LAMBDA_WRITE_CONCURRENCY
 from tidegate_dev.bench import cost
 from tidegate_dev.plan.zipf import Zipf
 
@@ -138,7 +141,9 @@ class Assumptions:
     closer_memory_mb: int = 512  # infra CloserSettings.memory_mb
     ddb_latency_ms: float = cost.Assumptions.ddb_latency_ms  # one in-region round trip
     ingest_concurrency: int = 1  # DynamoDB requests in flight per invocation (the code: 1)
-    closer_concurrency: int = 1  # windows in flight per closer worker (the code: 1)
+    # Windows of different keys in flight per closer worker: TIDEGATE_WRITE_CONCURRENCY,
+    # as the closer runs in Lambda (closer.per_key; one key's windows stay in order).
+    closer_concurrency: int = LAMBDA_WRITE_CONCURRENCY
     max_utilisation: float = 0.8  # busy share of a shard's one-at-a-time ingest
     close_within_s: float = 10.0  # close a period's windows this soon after they are due
     closer_schedule_per_hour: float = 60.0  # infra CloserSettings.schedule_minutes = 1

@@ -130,7 +130,8 @@ class Runtime:
         closer (a batch's windows of different keys). In Lambda a write waits ~5 ms on the
         network: 8 in flight. Locally one at a time, so a `--chaos` seed replays the same
         faults in the same order."""
-        default = "8" if self.env.get("AWS_LAMBDA_FUNCTION_NAME") else "1"
+        deployed = self.env.get("AWS_LAMBDA_FUNCTION_NAME")
+        default = str(topology.LAMBDA_WRITE_CONCURRENCY) if deployed else "1"
         value = self.env.get(topology.ENV_WRITE_CONCURRENCY, default)
         if not value.isdigit() or int(value) < 1:
             raise RuntimeError(
