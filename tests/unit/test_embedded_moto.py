@@ -189,3 +189,39 @@ def test_responses_serialise_as_moto_would_with_its_own_key_lookup() -> None:
             bodies.append(json.loads(serializer.serialize(result)["body"]))
     assert bodies[0]["Items"][0]["m"] == item["m"] and bodies[0]["Count"] == 2
     assert all(body == bodies[0] for body in bodies)
+
+
+def test_plain_json_results_serialise_exactly_as_moto_would() -> None:
+    from moto.core.responses import get_service_model
+    from moto.core.serialize import JSONSerializer, XFormedAttributePicker
+
+    from tidegate_dev.local.moto_speedups import direct_json_results
+
+    direct_json_results()
+    item = {
+        "PK": {"S": "k"}, "n": {"N": "3"}, "b": {"B": "AAE="}, "yes": {"BOOL": False},
+        "none": {"NULL": True}, "ss": {"SS": ["a", "b"]}, "ns": {"NS": ["1", "2"]},
+        "empty": {"M": {}}, "m": {"M": {"x": {"L": [{"S": "y"}, {"N": "1"}, {"L": []}]}}},
+    }
+    cases = [
+        ("dynamodb", "Query", {"Items": [item, item], "Count": 2, "ScannedCount": 2,
+                               "LastEvaluatedKey": {"PK": {"S": "k"}},
+                               "ConsumedCapacity": {"TableName": "t", "CapacityUnits": 1}}),
+        ("dynamodb", "UpdateItem", {"Attributes": item, "unknown": 1}),
+        ("dynamodb", "BatchGetItem", {"Responses": {"t": [item]}, "UnprocessedKeys": {}}),
+        ("dynamodb", "PutItem", {}),
+        ("dynamodb", "GetItem", {"Item": None}),  # a None member is left out
+        ("dynamodb", "BatchGetItem", {"Responses": {"t": (item,)}}),  # moto's own way
+        ("kinesis", "PutRecords", {"FailedRecordCount": 0, "Records": [
+            {"SequenceNumber": "1", "ShardId": "shardId-0"}], "EncryptionType": "NONE"}),
+    ]
+    for service, operation, result in cases:
+        bodies = []
+        for serialize in (JSONSerializer._serialize_result.original,  # type: ignore[attr-defined]
+                          JSONSerializer._serialize_result):
+            serializer = JSONSerializer(
+                operation_model=get_service_model(service).operation_model(operation),
+                pretty_print=False, value_picker=XFormedAttributePicker())
+            bodies.append(serialize(serializer, {"body": "", "headers": {}, "status_code": 200},
+                                    result))
+        assert bodies[0] == bodies[1], operation  # the same JSON text, headers and status

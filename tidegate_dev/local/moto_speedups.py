@@ -152,6 +152,7 @@ def apply() -> None:
     cached_action_names()
     cached_update_expressions()
     cached_response_keys()
+    direct_json_results()
 
 
 def cached_moto_modules() -> None:
@@ -241,3 +242,101 @@ def cached_response_keys() -> None:
     get_possible_keys.original = possible_keys  # type: ignore[attr-defined]
     XFormedAttributePicker.get_possible_keys = get_possible_keys  # type: ignore[method-assign,assignment]
     XFormedAttributePicker._tidegate_cached = True  # type: ignore[attr-defined]
+
+
+class _NotPlainError(Exception):
+    """A value the direct JSON walk does not handle: moto's own serializer takes it."""
+
+
+def direct_json_results() -> None:
+    """moto serialises every response value by value: each member of each structure (each
+    attribute of each item a Query returns) goes through alias lookups, a context object and
+    a method lookup. A 1 MB Query page took seconds, and 8 closer workers paging the open
+    index at once hit the client's 60 s read timeout. For the JSON protocol, a result made
+    of plain dicts and lists is walked here with the same rules (members in shape order,
+    found under the same candidate keys, None members left out); every scalar still goes
+    through moto's own method, and anything else (a model object, a document, a response
+    transformer) is serialised by moto as before."""
+    from moto.core.serialize import (
+        DEFAULT_ALIAS_PROVIDERS,
+        AttributePickerContext,
+        JSONSerializer,
+        XFormedAttributePicker,
+    )
+    from moto.core.utils import MISSING, get_value
+
+    if getattr(JSONSerializer, "_tidegate_direct", False):
+        return
+    moto_serialize_result = JSONSerializer._serialize_result
+    candidates: dict[tuple[object, ...], tuple[str, ...]] = {}
+
+    def member_value(ser: JSONSerializer, obj: dict, key: str, shape: Any, parent: Any) -> Any:
+        found = candidates.get((key, shape, parent))
+        if found is None:
+            context = AttributePickerContext(
+                obj=obj, key=key, shape=shape, operation_model=ser.operation_model,
+                service_model=ser.service_model, key_path="")
+            found = candidates[(key, shape, parent)] = tuple(
+                ser._value_picker.get_possible_keys(context))
+        for candidate in found:
+            value = obj.get(candidate, MISSING) if "." not in candidate else get_value(
+                obj, candidate, MISSING)
+            if value is not MISSING:
+                return value
+        return None
+
+    def walk(ser: JSONSerializer, value: Any, shape: Any) -> Any:
+        kind = shape.type_name
+        if kind == "structure":
+            if shape.is_document_type:
+                return value
+            if type(value) is not dict:
+                raise _NotPlainError
+            out = {}
+            for key, member in shape.members.items():
+                member.parent = shape  # as moto sets it: an alias rule reads it
+                found = member_value(ser, value, key, member, shape)
+                if found is not None:
+                    out[member.serialization.get("name", key)] = walk(ser, found, member)
+            return out
+        if kind == "map":
+            if type(value) is not dict or "name" in shape.value.serialization:
+                raise _NotPlainError
+            if any(v is None for v in value.values()):
+                raise _NotPlainError
+            return {k: walk(ser, v, shape.value) for k, v in value.items()}
+        if kind == "list":
+            if type(value) is not list or "name" in shape.member.serialization:
+                raise _NotPlainError
+            if any(v is None for v in value):
+                raise _NotPlainError
+            return [walk(ser, v, shape.member) for v in value]
+        if kind == "string" and type(value) is str:
+            return value  # what moto's string method makes of a str: str(value)
+        scalar: dict[str, Any] = {}
+        ser._serialize(scalar, value, shape, "value")
+        if len(scalar) != 1:
+            raise _NotPlainError
+        return next(iter(scalar.values()))
+
+    def serialize_result(self: JSONSerializer, resp: Any, result: Any) -> Any:
+        shape = self.operation_model.output_shape
+        picker = self._value_picker
+        plain = (
+            type(self) is JSONSerializer and type(result) is dict and shape is not None
+            and not shape.is_document_type and type(picker) is XFormedAttributePicker
+            and picker.alias_providers is DEFAULT_ALIAS_PROVIDERS
+            and not picker.response_transformers
+        )
+        if plain:
+            try:
+                body = walk(self, result, shape)
+            except _NotPlainError:
+                pass
+            else:
+                return self._serialized_result_to_response(resp, result, shape, body)
+        return moto_serialize_result(self, resp, result)
+
+    serialize_result.original = moto_serialize_result  # type: ignore[attr-defined]
+    JSONSerializer._serialize_result = serialize_result  # type: ignore[method-assign]
+    JSONSerializer._tidegate_direct = True  # type: ignore[attr-defined]
