@@ -225,3 +225,46 @@ def test_plain_json_results_serialise_exactly_as_moto_would() -> None:
             bodies.append(serialize(serializer, {"body": "", "headers": {}, "status_code": 200},
                                     result))
         assert bodies[0] == bodies[1], operation  # the same JSON text, headers and status
+
+
+def test_index_projections_keep_what_moto_keeps() -> None:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models import dynamodb_backends
+    from moto.dynamodb.models.table import SecondaryIndex
+
+    from tidegate_dev.local.moto_speedups import narrow_index_projections
+
+    narrow_index_projections()
+    key = [{"AttributeName": "g", "KeyType": "HASH"}, {"AttributeName": "r", "KeyType": "RANGE"}]
+    with endpoint():
+        db = client("dynamodb")
+        db.create_table(
+            TableName="p", BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"},
+                       {"AttributeName": "SK", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": t} for n, t in
+                                  (("PK", "S"), ("SK", "S"), ("g", "S"), ("r", "N"))],
+            GlobalSecondaryIndexes=[
+                {"IndexName": "inc", "KeySchema": key, "Projection": {
+                    "ProjectionType": "INCLUDE", "NonKeyAttributes": ["n", "m", "gone", "s"]}},
+                {"IndexName": "keys", "KeySchema": key,
+                 "Projection": {"ProjectionType": "KEYS_ONLY"}},
+                {"IndexName": "all", "KeySchema": key, "Projection": {"ProjectionType": "ALL"}},
+            ],
+        )
+        for i, n in enumerate(("1.50", "100", "-0.25")):
+            db.put_item(TableName="p", Item={
+                "PK": {"S": f"k{i}"}, "SK": {"S": "s"}, "g": {"S": "G"}, "r": {"N": str(i)},
+                "n": {"N": n}, "m": {"M": {"x": {"L": [{"S": "y"}, {"NS": ["1", "2"]}]}}},
+                "s": {"SS": ["b", "a"]}, "big": {"S": "z" * 100}})
+        table = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].tables["p"]
+        for index in table.global_indexes:
+            for item in table.all_items():
+                ours = SecondaryIndex.project(index, item)
+                theirs = SecondaryIndex.project.original(index, item)  # type: ignore[attr-defined]
+                assert ours.to_json() == theirs.to_json(), index.name
+                assert (ours.hash_key, ours.range_key) == (theirs.hash_key, theirs.range_key)
+        page = db.query(TableName="p", IndexName="inc", KeyConditionExpression="g = :g",
+                        ExpressionAttributeValues={":g": {"S": "G"}})["Items"]
+        assert [sorted(i) for i in page] == [["PK", "SK", "g", "m", "n", "r", "s"]] * 3
+        assert [i["n"] for i in page] == [{"N": "1.50"}, {"N": "100"}, {"N": "-0.25"}]

@@ -153,6 +153,7 @@ def apply() -> None:
     cached_update_expressions()
     cached_response_keys()
     direct_json_results()
+    narrow_index_projections()
 
 
 def cached_moto_modules() -> None:
@@ -340,3 +341,36 @@ def direct_json_results() -> None:
     serialize_result.original = moto_serialize_result  # type: ignore[attr-defined]
     JSONSerializer._serialize_result = serialize_result  # type: ignore[method-assign]
     JSONSerializer._tidegate_direct = True  # type: ignore[attr-defined]
+
+
+def narrow_index_projections() -> None:
+    """An index with a KEYS_ONLY or INCLUDE projection: moto converts each returned item
+    in full to plain JSON and back to keep a few attributes, for every item of a page (the
+    open index keeps 6 of a pane's attributes; 3,000 panes a page). Here the item is first
+    cut to those attributes, then projected by moto as before: the same attributes in the
+    same order, converted the same way. Names that address a list element fall back."""
+    import re
+
+    from moto.dynamodb.models.dynamo_type import Item
+    from moto.dynamodb.models.table import SecondaryIndex
+
+    if getattr(SecondaryIndex, "_tidegate_narrowed", False):
+        return
+    moto_project = SecondaryIndex.project
+    element = re.compile(r"(.+)\[(\d+)\]$")  # moto's find_nested_key reads these differently
+
+    def project(self: SecondaryIndex, item: Item) -> Item:
+        kind = (self.projection or {}).get("ProjectionType")
+        if kind not in ("KEYS_ONLY", "INCLUDE"):
+            return moto_project(self, item)
+        names = self.table_key_attrs + [key["AttributeName"] for key in self.schema]
+        if kind == "INCLUDE":
+            names = names + list(self.projection.get("NonKeyAttributes", []))
+        if any(element.match(name) for name in names):
+            return moto_project(self, item)
+        kept = {name: item.attrs[name] for name in dict.fromkeys(names) if name in item.attrs}
+        return Item(item.hash_key, item.range_key, kept).project([[name] for name in names])
+
+    project.original = moto_project  # type: ignore[attr-defined]
+    SecondaryIndex.project = project  # type: ignore[method-assign]
+    SecondaryIndex._tidegate_narrowed = True  # type: ignore[attr-defined]
