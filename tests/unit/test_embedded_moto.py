@@ -268,3 +268,18 @@ def test_index_projections_keep_what_moto_keeps() -> None:
                         ExpressionAttributeValues={":g": {"S": "G"}})["Items"]
         assert [sorted(i) for i in page] == [["PK", "SK", "g", "m", "n", "r", "s"]] * 3
         assert [i["n"] for i in page] == [{"N": "1.50"}, {"N": "100"}, {"N": "-0.25"}]
+
+
+def test_moto_in_its_own_process_serves_and_exits_with_its_parents_input() -> None:
+    import os
+
+    with endpoint(own_process=True) as url:
+        assert os.environ["AWS_ENDPOINT_URL"] == url
+        db = client("dynamodb")
+        _table(db, "own")
+        assert db.list_tables()["TableNames"] == ["own"]
+    from tidegate_dev.local.moto_process import MotoProcess
+
+    server = MotoProcess.start()
+    server.stop()
+    assert server.process.returncode == 0
