@@ -226,7 +226,7 @@ def cli(args: Any) -> int:
                                    "runs": [r.as_dict() for r in runs]}))
     else:
         table = Table(title=f"closer fan-out: {args.windows:,} windows, {shards} index "
-                            "shards, embedded moto")
+                            "shards, moto in its own process")
         for col in ("workers", "seconds", "windows/s", "published", "distinct keys",
                     "missed", "conflicting", "left open", "ok"):
             table.add_column(col, justify="right")
