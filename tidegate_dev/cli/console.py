@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +22,11 @@ def progress_bar(label: str, enabled: bool = True) -> Iterator[Callable[[int, in
     if not enabled:
         yield lambda done, total: None
         return
+    if not err.is_terminal:
+        # rich draws nothing until the end when stderr is a file or a CI log: a run of half an
+        # hour would look hung. Plain lines instead, at most one per LOG_EVERY_S.
+        yield _logged_progress(label)
+        return
     columns = (
         TextColumn(label),
         BarColumn(),
@@ -34,6 +40,24 @@ def progress_bar(label: str, enabled: bool = True) -> Iterator[Callable[[int, in
             bar.update(task, completed=done, total=total)
 
         yield update
+
+
+LOG_EVERY_S = 15.0
+
+
+def _logged_progress(label: str) -> Callable[[int, int], None]:
+    started = time.monotonic()
+    last = {"at": -LOG_EVERY_S}
+
+    def update(done: int, total: int) -> None:
+        now = time.monotonic() - started
+        if now - last["at"] < LOG_EVERY_S and done < total:
+            return
+        last["at"] = now
+        share = f" ({100 * done / total:.0f} %)" if total else ""
+        err.print(f"{label} {done:,}/{total:,}{share} after {now:.0f} s", highlight=False)
+
+    return update
 
 
 def results_table(results: list[dict[str, Any]], limit: int = 40) -> Table:
