@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypedDict, overload
 
 from tidegate.sources.records import SourceRecord
+from tidegate.state.keys import POSITION_WIDTH
 
 
 class KinesisPayload(TypedDict):
@@ -31,22 +35,107 @@ def is_kinesis_event(event: dict[str, Any]) -> bool:
     return bool(records) and records[0].get("eventSource") == "aws:kinesis"
 
 
-def records_of(event: dict[str, Any]) -> list[SourceRecord]:
-    # Runs for every record: positional arguments, in SourceRecord's field order.
-    out: list[SourceRecord] = []
-    append = out.append
-    for rec in event.get("Records") or []:
-        payload = rec["kinesis"]
-        append(
-            SourceRecord(
-                rec["eventID"].rsplit(":", 1)[0],  # the shard id
-                payload["sequenceNumber"],
-                payload.get("data", ""),
-                int(float(payload.get("approximateArrivalTimestamp", 0)) * 1000),
-                payload.get("partitionKey"),
-            )
-        )
-    return out
+def records_of(event: dict[str, Any]) -> KinesisBatch:
+    return KinesisBatch(event.get("Records") or [])
+
+
+def _source_record(rec: KinesisEventRecord) -> SourceRecord:
+    payload = rec["kinesis"]
+    # Positional arguments, in SourceRecord's field order.
+    return SourceRecord(
+        rec["eventID"].rsplit(":", 1)[0],  # the shard id
+        payload["sequenceNumber"],
+        payload.get("data", ""),
+        int(float(payload.get("approximateArrivalTimestamp", 0)) * 1000),
+        payload.get("partitionKey"),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """What the ingest reads of every record of a batch from one shard whose sequence numbers
+    ascend and are all digit strings of one length (every Kinesis batch): compared as strings
+    they compare as their marks (`position_mark`) do."""
+
+    shard: str
+    data: list[str]
+    positions: list[str]
+    first_arrival_ms: int  # the lowest record's `arrival_ms`
+
+
+class KinesisBatch(Sequence[SourceRecord]):
+    """A Kinesis event's records, each built when first asked for (and then kept, so a record
+    is one object however it is reached). The ingest reads the batch as `columns()` and builds
+    only the records it must name: dead letters, late and failed records."""
+
+    __slots__ = ("_built", "_raw")
+
+    def __init__(self, raw: list[KinesisEventRecord]) -> None:
+        self._raw = raw
+        self._built: list[SourceRecord | None] = [None] * len(raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    @overload
+    def __getitem__(self, index: int) -> SourceRecord: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[SourceRecord]: ...
+
+    def __getitem__(self, index: int | slice) -> SourceRecord | list[SourceRecord]:
+        if isinstance(index, slice):
+            return [self.record(i) for i in range(len(self._raw))[index]]
+        return self.record(range(len(self._raw))[index])  # IndexError as a list's
+
+    def __iter__(self) -> Iterator[SourceRecord]:
+        return map(self.record, range(len(self._raw)))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, KinesisBatch | list):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable like the list it stands for
+
+    def __repr__(self) -> str:
+        return f"KinesisBatch({list(self)!r})"
+
+    def record(self, index: int) -> SourceRecord:
+        built = self._built[index]
+        if built is None:
+            built = self._built[index] = _source_record(self._raw[index])
+        return built
+
+    def columns(self) -> Columns | None:
+        """The batch as columns, or None when it is not the common case `Columns` describes
+        (then the ingest takes each record as it comes)."""
+        raw = self._raw
+        if not raw:
+            return None
+        try:
+            payloads = [rec["kinesis"] for rec in raw]
+            positions = [p["sequenceNumber"] for p in payloads]
+            digits = "".join(positions)  # TypeError unless all are strings
+            shards = {rec["eventID"].rsplit(":", 1)[0] for rec in raw}
+            arrivals = [float(p.get("approximateArrivalTimestamp", 0)) for p in payloads]
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return None
+        widths = set(map(len, positions))
+        if not (
+            len(shards) == 1
+            and len(widths) == 1
+            and 0 < len(positions[0]) <= POSITION_WIDTH
+            and digits.isascii()
+            and digits.isdigit()
+            and all(map(str.__lt__, positions, positions[1:]))
+            and math.isfinite(sum(arrivals))  # each record's arrival_ms is an int
+        ):
+            return None
+        (shard,) = shards
+        # int(x * 1000) never decreases as x grows: the lowest arrival gives the least.
+        return Columns(shard, [p.get("data", "") for p in payloads], positions,
+                       int(min(arrivals) * 1000))
 
 
 def stream_of(event: dict[str, Any]) -> str | None:

@@ -91,7 +91,22 @@ class PaneState:
         expected = int(item["ver"]) if item else None
         if not fresh:
             return Verdict(None, expected, [], [], duplicates)
+        new = self.merged(
+            key, sk, [event.time_ms for _, event in fresh],
+            [event.values for _, event in fresh], item, watermark,
+        )
+        if new is None:
+            return Verdict(None, expected, [], fresh, duplicates)
+        new["hw"] = marks
+        return Verdict(new, expected, [r for r, _ in fresh], [], duplicates)
 
+    def merged(
+        self, key: str, sk: str, times: list[int], values: list[dict[str, Any]],
+        item: dict[str, Any] | None, watermark: int,
+    ) -> dict[str, Any] | None:
+        """The item with fresh events (their times and aggregate inputs) merged in, minus its
+        high-water marks (`hw`, the caller's); None when every window of the pane is final
+        at `watermark` (the events are late)."""
         a = self.assigner
         last_ws, first_unfinal = self._pane_bounds(sk, watermark)
         if item is None:
@@ -102,19 +117,18 @@ class PaneState:
         while item is not None and open_ws <= last_ws and keys.snapshot_attrs(open_ws)[0] in item:
             open_ws += a.slide_ms  # frozen by the closer: final already
         if open_ws > last_ws:
-            return Verdict(None, expected, [], fresh, duplicates)
+            return None
 
         batch_acc = self.acc.create()
-        times = [event.time_ms for _, event in fresh]
-        self.acc.add_events(batch_acc, [event.values for _, event in fresh])
+        self.acc.add_events(batch_acc, values)
 
         if item is None:
             pk, open_pk = self._item_keys(key)
-            new: dict[str, Any] = {
+            return {
                 "PK": pk,
                 "SK": sk,
                 "acc": batch_acc,
-                "n": len(fresh),
+                "n": len(times),
                 "ver": 1,
                 "first_ws": open_ws,
                 "next_ws": open_ws,
@@ -124,18 +138,16 @@ class PaneState:
                 # When the closer first looks at the pane's next window.
                 "open_sk": open_ws + self._first_look,
             }
-        else:
-            new = dict(item)
-            # Final but not yet closed windows keep the pane as it was before this batch.
-            for ws in range(floor_ws, open_ws, a.slide_ms):
-                acc_attr, n_attr = keys.snapshot_attrs(ws)
-                if acc_attr not in new:
-                    new[acc_attr] = item["acc"]
-                    new[n_attr] = item["n"]
-            new["acc"] = self.acc.merge(item["acc"], batch_acc)
-            new["n"] = int(item["n"]) + len(fresh)
-            new["ver"] = int(item["ver"]) + 1
-            new["tmin"] = min(int(item.get("tmin", min(times))), min(times))
-            new["tmax"] = max(int(item.get("tmax", max(times))), max(times))
-        new["hw"] = marks
-        return Verdict(new, expected, [r for r, _ in fresh], [], duplicates)
+        new = dict(item)
+        # Final but not yet closed windows keep the pane as it was before this batch.
+        for ws in range(floor_ws, open_ws, a.slide_ms):
+            acc_attr, n_attr = keys.snapshot_attrs(ws)
+            if acc_attr not in new:
+                new[acc_attr] = item["acc"]
+                new[n_attr] = item["n"]
+        new["acc"] = self.acc.merge(item["acc"], batch_acc)
+        new["n"] = int(item["n"]) + len(times)
+        new["ver"] = int(item["ver"]) + 1
+        new["tmin"] = min(int(item.get("tmin", min(times))), min(times))
+        new["tmax"] = max(int(item.get("tmax", max(times))), max(times))
+        return new
