@@ -213,13 +213,16 @@ def _data(draw: st.DrawFn) -> str:
     conflict=st.sampled_from([set(), {'A#tg-test#v1#["a"]'}, {'A#tg-test#v1#["b"]'}]),
     stop_after=st.one_of(st.none(), st.integers(1, 6)),
     refuse_dead=st.booleans(),
+    kinesis_positions=st.booleans(),
 )
 def test_a_batch_as_columns_has_the_effect_of_its_records_one_by_one(
     pipeline: Pipeline, first: list[str], second: list[str], redeliver_from: int, floor: int,
-    conflict: set[str], stop_after: int | None, refuse_dead: bool,
+    conflict: set[str], stop_after: int | None, refuse_dead: bool, kinesis_positions: bool,
 ) -> None:
-    # GIVEN a batch, then a redelivery of part of it with new records after (duplicates)
-    numbered = [(seq(i), data) for i, data in enumerate(first + second)]
+    # GIVEN a batch, then a redelivery of part of it with new records after (duplicates);
+    # positions as Kinesis numbers them, or of growing widths (offsets from 8: 9, 10 ...)
+    position = seq if kinesis_positions else lambda i: str(8 + i)
+    numbered = [(position(i), data) for i, data in enumerate(first + second)]
     batches = [numbered[: len(first)], numbered[min(redeliver_from, len(first)):]]
     events = [kinesis_event(b, ARN, arrival_s=ARRIVAL_S) for b in batches if b]
     by_columns = Run(pipeline, floor, conflict, refuse_dead)
@@ -241,7 +244,8 @@ def _event(records: list[tuple[str, str]], shard: str = SHARD0) -> dict[str, Any
 @pytest.mark.parametrize("records, shards", [
     ([(seq(2), "e30="), (seq(1), "e30=")], None),  # positions out of order
     ([(seq(1), "e30="), (seq(1), "e30=")], None),  # a position twice
-    ([("12", "e30="), ("123", "e30=")], None),  # positions of different widths
+    ([("7", "e30="), ("007", "e30=")], None),  # one position twice, written two ways
+    ([("", "e30=")], None),  # no position
     ([("-1", "e30=")], None),  # not digits
     ([(seq(1), "e30="), (seq(2), "e30=")], [SHARD0, "shardId-000000000001"]),
 ])
@@ -271,7 +275,14 @@ def test_a_kinesis_batch_reads_as_the_list_of_its_records() -> None:
     assert batch == list(batch)
     columns = batch.columns()
     assert columns is not None
-    assert (columns.shard, columns.positions, columns.data) == (
+    assert (columns.shard, columns.marks, columns.data) == (
         SHARD0, [seq(1), seq(2)], ["e30=", "eyJhIjoxfQ=="])
     with pytest.raises(IndexError):
         batch[2]
+
+
+def test_positions_of_different_widths_are_marked_to_compare_as_numbers() -> None:
+    columns = sources.records_of(_event([("9", "e30="), ("10", "e30=")])).columns()
+
+    assert columns is not None
+    assert columns.marks == ["9".zfill(64), "10".zfill(64)]

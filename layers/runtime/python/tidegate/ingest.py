@@ -34,7 +34,7 @@ from tidegate.sources.kinesis import Columns, KinesisBatch
 from tidegate.sources.records import SourceRecord
 from tidegate.spec import Pipeline
 from tidegate.state.dynamodb import DynamoStore
-from tidegate.state.keys import position_mark
+from tidegate.state.keys import POSITION_WIDTH
 from tidegate.state.panes import PaneState
 from tidegate.state.protocol import Member, Verdict, WindowState
 from tidegate.watermark import MIN_WATERMARK, WatermarkState, WatermarkStore
@@ -146,7 +146,7 @@ class Ingestor:
             # A completed batch from one shard: _advance_watermarks' first case, from the
             # columns (its loops would build every record).
             shard = batch.columns.shard
-            reached = {shard: position_mark(batch.columns.positions[-1])}
+            reached = {shard: batch.columns.marks[-1].zfill(POSITION_WIDTH)}
             highest = {shard: batch.top} if batch.valid and batch.top > MIN_WATERMARK else {}
             partitions = {shard} if batch.valid else set()
             self._move_watermarks(highest, reached, partitions, {}, now, state)
@@ -239,7 +239,13 @@ class Ingestor:
                 return exc
 
         if self.write_concurrency <= 1 or len(ordered) <= 1:
-            return [(group, attempt(group)) for group in ordered]
+            done: list[tuple[_Group, Verdict | int | Exception | None]] = []
+            for group in ordered:  # attempt(), inline: once per group of every batch
+                try:
+                    done.append((group, write(group)))
+                except Exception as exc:
+                    done.append((group, exc))
+            return done
         # Each task runs in a copy of this context: the retry budget is a context variable.
         with ThreadPoolExecutor(max_workers=self.write_concurrency) as pool:
             futures = [
@@ -536,25 +542,42 @@ class _ColumnBatch:
         ingest = self.ingest
         indices = group.indices
         assert indices is not None
-        positions = self.columns.positions
+        marks = self.columns.marks
         shard = self.columns.shard
-        # split_duplicates: a record at or below the item's mark for its shard was applied
-        # before. Positions ascend, so the group's first is its lowest, its last its highest.
-        seen: dict[str, str] = item.get("hw", {}) if item else {}
-        if seen and position_mark(positions[indices[0]]) <= seen.get(shard, ""):
-            return ingest._write_group(self._filled(group), item, watermark)
         times, values = self.times, self.values
-        new = self.windows.merged(
-            group.key, group.sk, [times[i] for i in indices],
-            [values[i] for i in indices], item, watermark,  # type: ignore[misc]
-        )
+        if len(indices) == 1:
+            (first,) = indices
+            group_times, group_values = [times[first]], [values[first]]
+        else:
+            group_times = [times[i] for i in indices]
+            group_values = [values[i] for i in indices]
+        if not item:
+            new = self.windows.merged(
+                group.key, group.sk, group_times, group_values, item, watermark  # type: ignore[arg-type]
+            )
+            if new is not None:
+                # split_duplicates of a new item: every record fresh; its mark, the highest.
+                new["hw"] = {shard: marks[indices[-1]].zfill(POSITION_WIDTH)}
+                if ingest.store.put_versioned(new, None):
+                    return len(indices)
+        else:
+            # split_duplicates: a record at or below the item's mark for its shard was
+            # applied before. Marks ascend: the group's first is its lowest, its last its
+            # highest.
+            seen: dict[str, str] = item.get("hw", {})
+            if marks[indices[0]].zfill(POSITION_WIDTH) <= seen.get(shard, ""):
+                return ingest._write_group(self._filled(group), item, watermark)
+            new = self.windows.merged(
+                group.key, group.sk, group_times, group_values, item, watermark  # type: ignore[arg-type]
+            )
+            if new is not None:
+                raised = dict(seen)
+                raised[shard] = marks[indices[-1]].zfill(POSITION_WIDTH)
+                new["hw"] = raised
+                if ingest.store.put_versioned(new, int(item["ver"])):
+                    return len(indices)
         if new is None:  # late: judged and sent to the late output by the general path
             return ingest._write_group(self._filled(group), item, watermark)
-        marks = dict(seen)
-        marks[shard] = position_mark(positions[indices[-1]])
-        new["hw"] = marks
-        if ingest.store.put_versioned(new, int(item["ver"]) if item else None):
-            return len(indices)
         # Someone wrote the item since we read it (the closer froze a window): re-read.
         fresh = ingest.store.get(group.pk, group.sk)
         return ingest._write_group(self._filled(group), fresh, watermark)

@@ -54,12 +54,13 @@ def _source_record(rec: KinesisEventRecord) -> SourceRecord:
 @dataclass(frozen=True, slots=True)
 class Columns:
     """What the ingest reads of every record of a batch from one shard whose sequence numbers
-    ascend and are all digit strings of one length (every Kinesis batch): compared as strings
-    they compare as their marks (`position_mark`) do."""
+    are ASCII digit strings that strictly ascend (every Kinesis batch)."""
 
     shard: str
     data: list[str]
-    positions: list[str]
+    # Each record's position, zero-padded when the batch's are of different widths: they
+    # order as the numbers do, and each one's `position_mark` is `.zfill(POSITION_WIDTH)`.
+    marks: list[str]
     first_arrival_ms: int  # the lowest record's `arrival_ms`
 
 
@@ -121,20 +122,18 @@ class KinesisBatch(Sequence[SourceRecord]):
             arrivals = [float(p.get("approximateArrivalTimestamp", 0)) for p in payloads]
         except (KeyError, TypeError, ValueError, AttributeError):
             return None
+        if not (len(shards) == 1 and digits.isascii() and digits.isdigit()
+                and math.isfinite(sum(arrivals))):  # (each record's arrival_ms is an int)
+            return None
         widths = set(map(len, positions))
-        if not (
-            len(shards) == 1
-            and len(widths) == 1
-            and 0 < len(positions[0]) <= POSITION_WIDTH
-            and digits.isascii()
-            and digits.isdigit()
-            and all(map(str.__lt__, positions, positions[1:]))
-            and math.isfinite(sum(arrivals))  # each record's arrival_ms is an int
-        ):
+        if 0 in widths or max(widths) > POSITION_WIDTH:
+            return None
+        marks = positions if len(widths) == 1 else [p.zfill(POSITION_WIDTH) for p in positions]
+        if not all(map(str.__lt__, marks, marks[1:])):
             return None
         (shard,) = shards
         # int(x * 1000) never decreases as x grows: the lowest arrival gives the least.
-        return Columns(shard, [p.get("data", "") for p in payloads], positions,
+        return Columns(shard, [p.get("data", "") for p in payloads], marks,
                        int(min(arrivals) * 1000))
 
 
