@@ -200,6 +200,7 @@ class Ingestor:
         applied first, so running out of time fails the tail, where Lambda resumes); count
         what happened in `outcome`; return the records of the groups that failed."""
         items = self.store.batch_get([(g.pk, g.sk) for g in ordered]) if ordered else {}
+        column_write = batch.write if batch is not None else None
 
         def write(group: _Group) -> Verdict | int | None:
             if time_left_ms is not None and time_left_ms() < _STOP_MS:
@@ -207,45 +208,74 @@ class Ingestor:
                 # instead of timing out the whole batch.
                 return None
             item = items.get((group.pk, group.sk))
-            if group.indices is not None and batch is not None:
-                return batch.write(group, item, watermark)
+            if group.indices is not None and column_write is not None:
+                return column_write(group, item, watermark)
             return self._write_group(group, item, watermark)
 
         failed: list[SourceRecord] = []
-        for group, verdict in self._each_group(ordered, write):
-            if type(verdict) is int:  # a column group written whole: its records applied
-                outcome.aggregated += verdict
-                outcome.groups_written += 1
-            elif isinstance(verdict, Verdict):
-                outcome.aggregated += len(verdict.applied)
-                outcome.duplicates_skipped += verdict.duplicates
-                outcome.groups_written += verdict.item is not None
-                outcome.late += len(verdict.late)
-            elif batch is not None and group.indices is not None:
-                failed += batch.records(group)
-            else:
-                failed += [r for r, _ in group.members]
+        applied = written = 0
+        if self.write_concurrency <= 1 or len(ordered) <= 1:
+            # One after another; write() and the tally of a column group written whole
+            # inline: this loop runs for every group of every batch.
+            for group in ordered:
+                try:
+                    if time_left_ms is not None and time_left_ms() < _STOP_MS:
+                        verdict: Verdict | int | Exception | None = None
+                    else:
+                        item = items.get((group.pk, group.sk))
+                        if group.indices is not None and column_write is not None:
+                            verdict = column_write(group, item, watermark)
+                        else:
+                            verdict = self._write_group(group, item, watermark)
+                except Exception as exc:  # this group's records fail; the others go on
+                    verdict = exc
+                if type(verdict) is int:
+                    applied += verdict
+                    written += 1
+                else:
+                    failed += self._tally(group, verdict, outcome, batch)
+        else:
+            for group, verdict in self._each_group(ordered, write):
+                if type(verdict) is int:
+                    applied += verdict
+                    written += 1
+                else:
+                    failed += self._tally(group, verdict, outcome, batch)
+        outcome.aggregated += applied
+        outcome.groups_written += written
         return failed
+
+    @staticmethod
+    def _tally(
+        group: _Group, verdict: Verdict | int | Exception | None, outcome: BatchOutcome,
+        batch: _ColumnBatch | None,
+    ) -> list[SourceRecord]:
+        """Count a group's verdict in `outcome`; its records if it failed (no verdict)."""
+        if type(verdict) is int:  # a column group written whole: its records applied
+            outcome.aggregated += verdict
+            outcome.groups_written += 1
+        elif isinstance(verdict, Verdict):
+            outcome.aggregated += len(verdict.applied)
+            outcome.duplicates_skipped += verdict.duplicates
+            outcome.groups_written += verdict.item is not None
+            outcome.late += len(verdict.late)
+        elif batch is not None and group.indices is not None:
+            return batch.records(group)
+        else:
+            return [r for r, _ in group.members]
+        return []
 
     def _each_group(
         self, ordered: list[_Group], write: Callable[[_Group], Verdict | int | None]
     ) -> list[tuple[_Group, Verdict | int | Exception | None]]:
-        """Each group's write: one after another, or `write_concurrency` at a time (the
-        writes are independent items; each waits on a network round trip)."""
+        """Each group's write, `write_concurrency` at a time (the writes are independent
+        items; each waits on a network round trip)."""
         def attempt(group: _Group) -> Verdict | int | Exception | None:
             try:
                 return write(group)
             except Exception as exc:  # this group's records fail; the others go on
                 return exc
 
-        if self.write_concurrency <= 1 or len(ordered) <= 1:
-            done: list[tuple[_Group, Verdict | int | Exception | None]] = []
-            for group in ordered:  # attempt(), inline: once per group of every batch
-                try:
-                    done.append((group, write(group)))
-                except Exception as exc:
-                    done.append((group, exc))
-            return done
         # Each task runs in a copy of this context: the retry budget is a context variable.
         with ThreadPoolExecutor(max_workers=self.write_concurrency) as pool:
             futures = [

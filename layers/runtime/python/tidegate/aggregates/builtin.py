@@ -71,7 +71,10 @@ class Sum:
 
     def add(self, acc: list[Any], value: int | float) -> list[Any]:
         if type(value) is int:
-            return [_int_add(acc[0], value), acc[1] or False]
+            total = acc[0]
+            if type(total) is int:  # _int_add's common case, inline
+                return [total + value, acc[1] or False]
+            return [_num_add(total, value), acc[1] or False]
         return [_num_add(acc[0], exact(value)), acc[1] or isinstance(value, float)]
 
     def add_all(self, acc: list[Any], values: list[Any]) -> list[Any]:
@@ -129,13 +132,16 @@ class Extreme:
 
     def add(self, acc: list[Any], value: int | float) -> list[Any]:
         current = acc[0]
-        if type(value) is int and type(current) is int:
-            # _better for two ints, without building the candidate when it loses.
-            if value == current:
-                return [current, False]
-            if (value > current) == self.largest:
-                return [value, False]
-            return acc
+        if type(value) is int:
+            if type(current) is int:
+                # _better for two ints, without building the candidate when it loses.
+                if value == current:
+                    return [current, False]
+                if (value > current) == self.largest:
+                    return [value, False]
+                return acc
+            if current is None:
+                return [value, False]  # _better of nothing and this value
         return self._better(acc, [exact(value), isinstance(value, float)])
 
     def add_all(self, acc: list[Any], values: list[Any]) -> list[Any]:
