@@ -488,7 +488,6 @@ class _ColumnBatch:
         times, values = self.times, self.values
         groups: dict[tuple[str, int], list[int]] = {}
         redriven: set[int] = set()
-        top = MIN_WATERMARK
         rejected = 0
         for i, data in enumerate(self.columns.data):
             # The decoder's steps (JsonDecoder.decode_b64 then to_event) for the common case.
@@ -519,21 +518,20 @@ class _ColumnBatch:
                 t, key, fields = event.time_ms, event.key, event.values
             times[i] = t
             values[i] = fields
-            if t > top:
-                top = t
             at = (key, t - t % pane_ms)  # PaneState.slot
             found = groups.get(at)
             if found is None:
                 groups[at] = [i]
             else:
                 found.append(i)
-        self.top = top
         self.valid = len(times) - rejected
+        # A dead-lettered record's time stays 0, below every valid one (none is negative).
+        self.top = max(times) if self.valid else MIN_WATERMARK
 
-        locate = self.windows.locate
-        for (key, _), indices in groups.items():
-            pk, sk = locate(key, times[indices[0]])
-            group = _Group(pk, sk, key, [], indices=indices)
+        item_of = self.windows.item_of
+        for (key, pane), indices in groups.items():
+            pk, sk = item_of(key, pane)  # PaneState.locate of the pane's first event
+            group = _Group(pk, sk, key, [], False, indices)
             if redriven and not redriven.isdisjoint(indices):
                 # Redriven records are applied at most once by their ids: the general path.
                 group.members = self.members(indices, key)

@@ -23,6 +23,7 @@ from tidegate.rejections import (
     SCHEMA_VIOLATION,
     Rejected,
 )
+from tidegate.schemas.compile import with_fast_inputs
 from tidegate.schemas.eventtime import MAX_EVENT_TIME_MS, to_epoch_ms
 from tidegate.spec import Pipeline
 
@@ -96,7 +97,7 @@ def fields_validator(model: type[BaseModel]) -> Callable[[bytes | str], dict[str
     typed = core_schema.typed_dict_schema(
         {
             name: core_schema.typed_dict_field(
-                f["schema"], required=f["schema"].get("type") != "default"
+                with_fast_inputs(f["schema"]), required=f["schema"].get("type") != "default"
             )
             for name, f in fields.items()
         },

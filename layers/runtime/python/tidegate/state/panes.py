@@ -41,7 +41,10 @@ class PaneState:
         )
 
     def locate(self, key: str, time_ms: int) -> tuple[str, str]:
-        pane = self.assigner.pane_of(time_ms)
+        return self.item_of(key, self.assigner.pane_of(time_ms))
+
+    def item_of(self, key: str, pane: int) -> tuple[str, str]:
+        """(PK, SK) of the key's item of the pane starting at `pane`."""
         sk = self._sks.get(pane)
         if sk is None:
             if len(self._sks) >= _MEMO_LIMIT:
