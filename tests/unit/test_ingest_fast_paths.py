@@ -67,6 +67,23 @@ def test_add_events_is_add_event_in_turn(values: list[Any], stored: dict[str, An
     assert repr(in_bulk) == repr(one_by_one)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["v", "w"]), _values))
+def test_an_accumulator_of_one_event_is_create_then_add_event(values: dict[str, Any]) -> None:
+    s = AccumulatorSet(build_aggregates(parse_pipeline(pipeline_spec(
+        schema={"name": "R", "fields": {"user": "string", "ts": "timestamp", "v": "number",
+                                        "w": "number?"}},
+        aggregates={"n": {"op": "count"}, "nv": {"op": "count", "field": "v"},
+        "total": {"op": "sum", "field": "v"}, "hi": {"op": "max", "field": "v"},
+        "lo": {"op": "min", "field": "w"}, "mean": {"op": "avg", "field": "v"},
+    }))))
+    expected = s.create()
+    s.add_event(expected, values)
+
+    # repr: same values, same types, same order of aggregates
+    assert repr(s.of_event(values)) == repr(expected)
+
+
 _positions = st.one_of(
     st.integers(min_value=0, max_value=10**60).map(str),
     st.text(alphabet="0123456789", min_size=1, max_size=70),

@@ -244,6 +244,11 @@ def build_aggregates(pipeline: Pipeline) -> list[AggregateFunction]:
 
 _INTS = {int}
 
+# AccumulatorSet.of_event: `add(create(), v)` of a plain int v is [v, False] for sum, min
+# and max, [v, 1] for avg; a count adds one whatever the value.
+_COUNT, _PAIR, _AVG = 0, 1, 2
+_FIRST_KINDS: dict[type, int] = {Count: _COUNT, Sum: _PAIR, Extreme: _PAIR, Avg: _AVG}
+
 
 def _plain(value: Any) -> bool:
     """An immutable accumulator value: shared between accumulators without copying."""
@@ -295,6 +300,16 @@ class AccumulatorSet:
                    for v in template.values())
         self._template = template if flat else None
         self._lists = [name for name, v in template.items() if type(v) is list]
+        # of_event's step per aggregate, in create()'s order: what `add` makes of an empty
+        # accumulator and a plain int, for the built-ins (None: another aggregate is here).
+        firsts: list[tuple[str, str | None, int, Any]] | None = []
+        for name, f in self.by_state.items():
+            kind = _FIRST_KINDS.get(type(f))
+            if kind is None or firsts is None:
+                firsts = None
+                continue
+            firsts.append((name, None if name in self._counters else f.field, kind, f.add))
+        self._firsts = firsts
 
     def _create_each(self) -> dict[str, Any]:
         return {name: create() for name, create in self._creators}
@@ -305,6 +320,30 @@ class AccumulatorSet:
         acc = self._template.copy()
         for name in self._lists:
             acc[name] = acc[name].copy()  # a list of its own, as create() returns
+        return acc
+
+    def of_event(self, values: dict[str, Any]) -> dict[str, Any]:
+        """create() with one event added (add_event): a batch group's accumulator when the
+        group holds one event, as most do, without building the empty one first."""
+        firsts = self._firsts
+        if firsts is None or self._template is None:
+            acc = self.create()
+            self.add_event(acc, values)
+            return acc
+        template = self._template
+        acc = {}
+        for name, field, kind, add in firsts:
+            value = values.get(field) if field else True
+            if value is None:  # absent: left as created
+                empty = template[name]
+                acc[name] = empty.copy() if type(empty) is list else empty
+            elif kind == _COUNT:
+                acc[name] = template[name] + 1
+            elif type(value) is int:
+                acc[name] = [value, False] if kind == _PAIR else [value, 1]
+            else:
+                empty = template[name]
+                acc[name] = add(empty.copy() if type(empty) is list else empty, value)
         return acc
 
     def add_event(self, acc: dict[str, Any], values: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, TypedDict, overload
 
 from tidegate.sources.records import SourceRecord
@@ -118,11 +119,19 @@ class KinesisBatch(Sequence[SourceRecord]):
             payloads = [rec["kinesis"] for rec in raw]
             positions = [p["sequenceNumber"] for p in payloads]
             digits = "".join(positions)  # TypeError unless all are strings
-            shards = {rec["eventID"].rsplit(":", 1)[0] for rec in raw}
+            ids = [rec["eventID"] for rec in raw]
             arrivals = [float(p.get("approximateArrivalTimestamp", 0)) for p in payloads]
+            # One shard: every record's `rsplit(":", 1)[0]` is the first one's. Each id
+            # starts with that shard and a colon, and the ids hold no other colon than these.
+            shard = ids[0].rsplit(":", 1)[0]
+            prefix = shard + ":"
+            one_shard = (
+                all(map(str.startswith, ids, repeat(prefix)))
+                and ":".join(ids).count(":") == len(ids) * prefix.count(":") + len(ids) - 1
+            )
         except (KeyError, TypeError, ValueError, AttributeError):
             return None
-        if not (len(shards) == 1 and digits.isascii() and digits.isdigit()
+        if not (one_shard and digits.isascii() and digits.isdigit()
                 and math.isfinite(sum(arrivals))):  # (each record's arrival_ms is an int)
             return None
         widths = set(map(len, positions))
@@ -131,7 +140,6 @@ class KinesisBatch(Sequence[SourceRecord]):
         marks = positions if len(widths) == 1 else [p.zfill(POSITION_WIDTH) for p in positions]
         if not all(map(str.__lt__, marks, marks[1:])):
             return None
-        (shard,) = shards
         # int(x * 1000) never decreases as x grows: the lowest arrival gives the least.
         return Columns(shard, [p.get("data", "") for p in payloads], marks,
                        int(min(arrivals) * 1000))

@@ -122,8 +122,11 @@ class PaneState:
         if open_ws > last_ws:
             return None
 
-        batch_acc = self.acc.create()
-        self.acc.add_events(batch_acc, values)
+        if len(values) == 1:
+            batch_acc = self.acc.of_event(values[0])
+        else:
+            batch_acc = self.acc.create()
+            self.acc.add_events(batch_acc, values)
 
         if item is None:
             pk, open_pk = self._item_keys(key)
