@@ -133,11 +133,16 @@ class Ingestor:
         batch = None
         if columns is not None and self._columnar:
             batch = _ColumnBatch(self, records, columns)  # type: ignore[arg-type]
-            ordered = batch.grouped(dead, dead_records)
+            batch.group(dead, dead_records)
+            if self.write_concurrency <= 1:
+                failed = batch.write_in_turn(watermark, time_left_ms, outcome)
+            else:
+                failed = self._write_groups(batch.groups(), watermark, time_left_ms, outcome,
+                                            batch)
         else:
             valid, ordered = self._grouped(records, dead, dead_records)
+            failed = self._write_groups(ordered, watermark, time_left_ms, outcome, None)
 
-        failed = self._write_groups(ordered, watermark, time_left_ms, outcome, batch)
         failed += self._send(self.dead_letters, dead, dead_records)
         failed_ids = {id(r) for r in failed}
         outcome.dead_lettered = sum(1 for r in dead_records if id(r) not in failed_ids)
@@ -462,15 +467,15 @@ class _ColumnBatch:
         self.values: list[dict[str, Any] | None] = [None] * size  # None: dead-lettered
         self.top = MIN_WATERMARK  # the highest valid event time
         self.valid = 0
-        self.groups: list[_Group] = []
+        self.entries: list[tuple[tuple[str, int], list[int]]] = []  # ((key, pane), records)
+        self.redriven: set[int] = set()
         windows = ingest.windows
         assert isinstance(windows, PaneState)
         self.windows = windows
 
-    def grouped(
-        self, dead: list[dict[str, Any]], dead_records: list[SourceRecord]
-    ) -> list[_Group]:
-        """Ingestor._grouped's groups, in the same order with the same records in each."""
+    def group(self, dead: list[dict[str, Any]], dead_records: list[SourceRecord]) -> None:
+        """Ingestor._grouped: each record's fields, grouped by (key, pane) in the same order
+        with the same records in each; the rest dead-lettered."""
         ingest = self.ingest
         decoder = ingest.decoder
         validate = decoder.validate_fields
@@ -528,17 +533,26 @@ class _ColumnBatch:
         # A dead-lettered record's time stays 0, below every valid one (none is negative).
         self.top = max(times) if self.valid else MIN_WATERMARK
 
+        self.entries = list(groups.items())
+        self.redriven = redriven
+
+    def groups(self) -> list[_Group]:
+        """The groups as Ingestor._write_groups takes them."""
         item_of = self.windows.item_of
-        for (key, pane), indices in groups.items():
+        found: list[_Group] = []
+        for (key, pane), indices in self.entries:
             pk, sk = item_of(key, pane)  # PaneState.locate of the pane's first event
             group = _Group(pk, sk, key, [], False, indices)
-            if redriven and not redriven.isdisjoint(indices):
+            if self._redriven(indices):
                 # Redriven records are applied at most once by their ids: the general path.
                 group.members = self.members(indices, key)
                 group.redriven = True
                 group.indices = None
-            self.groups.append(group)
-        return self.groups
+            found.append(group)
+        return found
+
+    def _redriven(self, indices: list[int]) -> bool:
+        return bool(self.redriven) and not self.redriven.isdisjoint(indices)
 
     def members(self, indices: list[int], key: str) -> list[Member]:
         record, times, values = self.batch.record, self.times, self.values
@@ -550,28 +564,67 @@ class _ColumnBatch:
 
     def valid_members(self) -> list[Member]:
         """Every valid record with its event, in batch order (as Ingestor._grouped's)."""
-        found: list[tuple[int, Member]] = []
-        for group in self.groups:
-            if group.indices is None:
-                continue
-            found += zip(group.indices, self.members(group.indices, group.key), strict=True)
-        members = dict(found)
-        for group in self.groups:
-            if group.indices is None:
-                # Redriven groups hold members already: find their indexes by identity.
-                at = {id(self.batch.record(i)): i for i in range(len(self.batch))}
-                members.update((at[id(m[0])], m) for m in group.members)
-        return [members[i] for i in sorted(members)]
+        found: dict[int, Member] = {}
+        for (key, _), indices in self.entries:
+            found.update(zip(indices, self.members(indices, key), strict=True))
+        return [found[i] for i in sorted(found)]
+
+    def write_in_turn(
+        self, watermark: int, time_left_ms: Callable[[], int] | None, outcome: BatchOutcome
+    ) -> list[SourceRecord]:
+        """Ingestor._write_groups one group after another (`write_concurrency` 1), with the
+        common case of each group inline: no _Group and no call but the merge and the put
+        for a group whose records are all fresh and on time and whose write applies."""
+        ingest = self.ingest
+        item_of = self.windows.item_of
+        located = [(item_of(key, pane), key, indices) for (key, pane), indices in self.entries]
+        items = ingest.store.batch_get([at for at, _, _ in located]) if located else {}
+        write = self._write_entry
+        redriven = self.redriven
+        failed: list[SourceRecord] = []
+        applied = written = 0
+        for at, key, indices in located:
+            try:
+                if time_left_ms is not None and time_left_ms() < _STOP_MS:
+                    verdict: Verdict | int | Exception | None = None  # out of time
+                elif redriven and self._redriven(indices):
+                    group = _Group(at[0], at[1], key, self.members(indices, key), True)
+                    verdict = ingest._write_group(group, items.get(at), watermark)
+                else:
+                    verdict = write(at, key, indices, items.get(at), watermark)
+            except Exception as exc:  # this group's records fail; the others go on
+                verdict = exc
+            if type(verdict) is int:
+                applied += verdict
+                written += 1
+            elif isinstance(verdict, Verdict):
+                ingest._tally(_Group(at[0], at[1], key, []), verdict, outcome, None)
+            else:
+                failed += [self.batch.record(i) for i in indices]
+        outcome.aggregated += applied
+        outcome.groups_written += written
+        return failed
+
+    def _general(
+        self, at: tuple[str, str], key: str, indices: list[int], item: dict[str, Any] | None,
+        watermark: int,
+    ) -> Verdict:
+        """Duplicates or late events: the group as Ingestor._write_group judges it."""
+        group = _Group(at[0], at[1], key, self.members(indices, key))
+        return self.ingest._write_group(group, item, watermark)
 
     def write(self, group: _Group, item: dict[str, Any] | None, watermark: int) -> Verdict | int:
+        assert group.indices is not None
+        return self._write_entry((group.pk, group.sk), group.key, group.indices, item, watermark)
+
+    def _write_entry(
+        self, at: tuple[str, str], key: str, indices: list[int], item: dict[str, Any] | None,
+        watermark: int,
+    ) -> Verdict | int:
         """Ingestor._write_group for a column group: the records applied (all of them), or
         the general path's Verdict when the group holds duplicates or late events, or its
         write meets another."""
-        ingest = self.ingest
-        indices = group.indices
-        assert indices is not None
-        marks = self.columns.marks
-        shard = self.columns.shard
+        marks, shard = self.columns.marks, self.columns.shard
         times, values = self.times, self.values
         if len(indices) == 1:
             (first,) = indices
@@ -579,38 +632,25 @@ class _ColumnBatch:
         else:
             group_times = [times[i] for i in indices]
             group_values = [values[i] for i in indices]
-        if not item:
-            new = self.windows.merged(
-                group.key, group.sk, group_times, group_values, item, watermark  # type: ignore[arg-type]
-            )
-            if new is not None:
-                # split_duplicates of a new item: every record fresh; its mark, the highest.
-                new["hw"] = {shard: marks[indices[-1]].zfill(POSITION_WIDTH)}
-                if ingest.store.put_versioned(new, None):
-                    return len(indices)
-        else:
+        if item:
             # split_duplicates: a record at or below the item's mark for its shard was
             # applied before. Marks ascend: the group's first is its lowest, its last its
             # highest.
             seen: dict[str, str] = item.get("hw", {})
             if marks[indices[0]].zfill(POSITION_WIDTH) <= seen.get(shard, ""):
-                return ingest._write_group(self._filled(group), item, watermark)
-            new = self.windows.merged(
-                group.key, group.sk, group_times, group_values, item, watermark  # type: ignore[arg-type]
-            )
-            if new is not None:
-                raised = dict(seen)
-                raised[shard] = marks[indices[-1]].zfill(POSITION_WIDTH)
-                new["hw"] = raised
-                if ingest.store.put_versioned(new, int(item["ver"])):
-                    return len(indices)
+                return self._general(at, key, indices, item, watermark)
+            raised = dict(seen)
+            expected: int | None = int(item["ver"])
+        else:
+            raised, expected = {}, None  # a new item: every record fresh
+        new = self.windows.merged(key, at[1], group_times, group_values,  # type: ignore[arg-type]
+                                  item, watermark)
         if new is None:  # late: judged and sent to the late output by the general path
-            return ingest._write_group(self._filled(group), item, watermark)
-        # Someone wrote the item since we read it (the closer froze a window): re-read.
-        fresh = ingest.store.get(group.pk, group.sk)
-        return ingest._write_group(self._filled(group), fresh, watermark)
-
-    def _filled(self, group: _Group) -> _Group:
-        assert group.indices is not None
-        group.members = self.members(group.indices, group.key)
-        return group
+            return self._general(at, key, indices, item, watermark)
+        raised[shard] = marks[indices[-1]].zfill(POSITION_WIDTH)
+        new["hw"] = raised
+        if self.ingest.store.put_versioned(new, expected):
+            return len(indices)
+        # Someone wrote the item since we read it (the closer froze a window): re-read it.
+        fresh = self.ingest.store.get(*at)
+        return self._general(at, key, indices, fresh, watermark)
