@@ -113,11 +113,35 @@ class PaneState:
         a = self.assigner
         last_ws, first_unfinal = self._pane_bounds(sk, watermark)
         if item is None:
-            floor_ws = first_unfinal
-        else:
-            floor_ws = max(int(item["first_ws"]), int(item["next_ws"]))
+            # A new pane: its first window is the first not final (the steps below, with
+            # floor_ws = first_unfinal and nothing frozen).
+            if first_unfinal > last_ws:
+                return None
+            pk, open_pk = self._item_keys(key)
+            if len(times) == 1:
+                tmin = tmax = times[0]
+                batch_acc = self.acc.of_event(values[0])
+            else:
+                tmin, tmax = min(times), max(times)
+                batch_acc = self.acc.create()
+                self.acc.add_events(batch_acc, values)
+            return {
+                "PK": pk,
+                "SK": sk,
+                "acc": batch_acc,
+                "n": len(times),
+                "ver": 1,
+                "first_ws": first_unfinal,
+                "next_ws": first_unfinal,
+                "tmin": tmin,
+                "tmax": tmax,
+                "open_pk": open_pk,
+                # When the closer first looks at the pane's next window.
+                "open_sk": first_unfinal + self._first_look,
+            }
+        floor_ws = max(int(item["first_ws"]), int(item["next_ws"]))
         open_ws = max(floor_ws, first_unfinal)
-        while item is not None and open_ws <= last_ws and keys.snapshot_attrs(open_ws)[0] in item:
+        while open_ws <= last_ws and keys.snapshot_attrs(open_ws)[0] in item:
             open_ws += a.slide_ms  # frozen by the closer: final already
         if open_ws > last_ws:
             return None
@@ -127,23 +151,6 @@ class PaneState:
         else:
             batch_acc = self.acc.create()
             self.acc.add_events(batch_acc, values)
-
-        if item is None:
-            pk, open_pk = self._item_keys(key)
-            return {
-                "PK": pk,
-                "SK": sk,
-                "acc": batch_acc,
-                "n": len(times),
-                "ver": 1,
-                "first_ws": open_ws,
-                "next_ws": open_ws,
-                "tmin": min(times),
-                "tmax": max(times),
-                "open_pk": open_pk,
-                # When the closer first looks at the pane's next window.
-                "open_sk": open_ws + self._first_look,
-            }
         new = dict(item)
         # Final but not yet closed windows keep the pane as it was before this batch.
         for ws in range(floor_ws, open_ws, a.slide_ms):
