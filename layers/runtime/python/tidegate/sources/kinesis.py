@@ -131,7 +131,8 @@ class KinesisBatch(Sequence[SourceRecord]):
             )
         except (KeyError, TypeError, ValueError, AttributeError):
             return None
-        if not (one_shard and digits.isascii() and digits.isdigit()
+        # ASCII digits only (bytes.isdigit: str.isdigit's answer for ASCII, many times faster).
+        if not (one_shard and digits.isascii() and digits.encode("ascii").isdigit()
                 and math.isfinite(sum(arrivals))):  # (each record's arrival_ms is an int)
             return None
         widths = set(map(len, positions))

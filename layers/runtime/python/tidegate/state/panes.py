@@ -50,7 +50,9 @@ class PaneState:
             if len(self._sks) >= _MEMO_LIMIT:
                 self._sks.clear()
             sk = self._sks[pane] = keys.pane_sk(pane)
-        return self._item_keys(key)[0], sk
+        # _item_keys, its memo read inline (once per batch group).
+        found = self._keys.get(key) or self._item_keys(key)
+        return found[0], sk
 
     def slot(self, time_ms: int) -> int:
         return time_ms - time_ms % self._pane_ms  # assigner.pane_of, inline: once per event
@@ -111,13 +113,16 @@ class PaneState:
         high-water marks (`hw`, the caller's); None when every window of the pane is final
         at `watermark` (the events are late)."""
         a = self.assigner
-        last_ws, first_unfinal = self._pane_bounds(sk, watermark)
+        # _pane_bounds and _item_keys below with their memos read inline: once per group.
+        last_ws, first_unfinal = self._bounds.get((sk, watermark)) or self._pane_bounds(
+            sk, watermark
+        )
         if item is None:
             # A new pane: its first window is the first not final (the steps below, with
             # floor_ws = first_unfinal and nothing frozen).
             if first_unfinal > last_ws:
                 return None
-            pk, open_pk = self._item_keys(key)
+            pk, open_pk = self._keys.get(key) or self._item_keys(key)
             if len(times) == 1:
                 tmin = tmax = times[0]
                 batch_acc = self.acc.of_event(values[0])
