@@ -218,36 +218,8 @@ class Ingestor:
             return self._write_group(group, item, watermark)
 
         failed: list[SourceRecord] = []
-        applied = written = 0
-        if self.write_concurrency <= 1 or len(ordered) <= 1:
-            # One after another; write() and the tally of a column group written whole
-            # inline: this loop runs for every group of every batch.
-            for group in ordered:
-                try:
-                    if time_left_ms is not None and time_left_ms() < _STOP_MS:
-                        verdict: Verdict | int | Exception | None = None
-                    else:
-                        item = items.get((group.pk, group.sk))
-                        if group.indices is not None and column_write is not None:
-                            verdict = column_write(group, item, watermark)
-                        else:
-                            verdict = self._write_group(group, item, watermark)
-                except Exception as exc:  # this group's records fail; the others go on
-                    verdict = exc
-                if type(verdict) is int:
-                    applied += verdict
-                    written += 1
-                else:
-                    failed += self._tally(group, verdict, outcome, batch)
-        else:
-            for group, verdict in self._each_group(ordered, write):
-                if type(verdict) is int:
-                    applied += verdict
-                    written += 1
-                else:
-                    failed += self._tally(group, verdict, outcome, batch)
-        outcome.aggregated += applied
-        outcome.groups_written += written
+        for group, verdict in self._each_group(ordered, write):
+            failed += self._tally(group, verdict, outcome, batch)
         return failed
 
     @staticmethod
@@ -273,14 +245,16 @@ class Ingestor:
     def _each_group(
         self, ordered: list[_Group], write: Callable[[_Group], Verdict | int | None]
     ) -> list[tuple[_Group, Verdict | int | Exception | None]]:
-        """Each group's write, `write_concurrency` at a time (the writes are independent
-        items; each waits on a network round trip)."""
+        """Each group's write: one after another, or `write_concurrency` at a time (the
+        writes are independent items; each waits on a network round trip)."""
         def attempt(group: _Group) -> Verdict | int | Exception | None:
             try:
                 return write(group)
             except Exception as exc:  # this group's records fail; the others go on
                 return exc
 
+        if self.write_concurrency <= 1 or len(ordered) <= 1:
+            return [(group, attempt(group)) for group in ordered]
         # Each task runs in a copy of this context: the retry budget is a context variable.
         with ThreadPoolExecutor(max_workers=self.write_concurrency) as pool:
             futures = [
