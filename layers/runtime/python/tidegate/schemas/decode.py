@@ -78,9 +78,9 @@ _FIELD_KEYS = {"type", "schema", "metadata"}
 def fields_validator(model: type[BaseModel]) -> Callable[[bytes | str], dict[str, Any]] | None:
     """`model`'s validation of a JSON document, with the fields' values as a dict in place of
     a model instance (what the instance's __dict__ would hold; defaults filled in): the same
-    field schemas under the same config, so the same documents pass, at well under half the
-    cost.
-    None when the model validates more than its fields (then only the model will do)."""
+    field schemas under the same config, so the same documents pass, for well under half
+    the cost. None when the model validates more than its fields (then only the model will
+    do)."""
     schema: Any = getattr(model, "__pydantic_core_schema__", None)
     if not isinstance(schema, dict) or schema.get("type") != "model" or set(schema) - _MODEL_KEYS:
         return None
