@@ -260,6 +260,8 @@ def _event(records: list[tuple[str, str]], shard: str = SHARD0) -> dict[str, Any
     ([("-1", "e30=")], None),  # not digits
     ([(seq(1), "e30="), (seq(2), "e30=")], [SHARD0, "shardId-000000000001"]),
     ([(seq(1), "e30="), (seq(2), "e30=")], [SHARD0, f"{SHARD0}:x"]),  # x:seq after the shard
+    ([(seq(1), "e30="), (seq(2), "e30=")], [SHARD0, f"x{SHARD0}"]),  # the shard inside an id
+    ([(seq(1), "e30="), (seq(2), "e30=")], [SHARD0, f"\0{SHARD0}"]),  # a NUL in an id
 ])
 def test_a_batch_unlike_kinesis_is_taken_record_by_record(
     records: list[tuple[str, str]], shards: list[str] | None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from itertools import repeat
+from operator import itemgetter
 from typing import Any, TypedDict, overload
 
 from tidegate.sources.records import SourceRecord
@@ -50,6 +50,13 @@ def _source_record(rec: KinesisEventRecord) -> SourceRecord:
         int(float(payload.get("approximateArrivalTimestamp", 0)) * 1000),
         payload.get("partitionKey"),
     )
+
+
+_KINESIS = itemgetter("kinesis")
+_SEQUENCE = itemgetter("sequenceNumber")
+_EVENT_ID = itemgetter("eventID")
+_ARRIVAL = itemgetter("approximateArrivalTimestamp")
+_DATA = itemgetter("data")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,19 +122,26 @@ class KinesisBatch(Sequence[SourceRecord]):
         raw = self._raw
         if not raw:
             return None
+        # Read with map(itemgetter): no interpreted step per record. A record without one of
+        # these fields (KeyError) goes the general way, which words what is missing.
         try:
-            payloads = [rec["kinesis"] for rec in raw]
-            positions = [p["sequenceNumber"] for p in payloads]
+            payloads = list(map(_KINESIS, raw))
+            positions = list(map(_SEQUENCE, payloads))
             digits = "".join(positions)  # TypeError unless all are strings
-            ids = [rec["eventID"] for rec in raw]
-            arrivals = [float(p.get("approximateArrivalTimestamp", 0)) for p in payloads]
-            # One shard: every record's `rsplit(":", 1)[0]` is the first one's. Each id
-            # starts with that shard and a colon, and the ids hold no other colon than these.
+            ids = list(map(_EVENT_ID, raw))
+            arrivals = list(map(float, map(_ARRIVAL, payloads)))
+            data = list(map(_DATA, payloads))
+            # One shard: every record's `rsplit(":", 1)[0]` is the first one's, i.e. each id
+            # is that shard, a colon and no other colon. Counted over the ids joined by NULs
+            # (none in any id): `prefix` after each NUL and no colons beyond the prefixes'.
             shard = ids[0].rsplit(":", 1)[0]
             prefix = shard + ":"
+            joined = "\0" + "\0".join(ids)
+            count = len(ids)
             one_shard = (
-                all(map(str.startswith, ids, repeat(prefix)))
-                and ":".join(ids).count(":") == len(ids) * prefix.count(":") + len(ids) - 1
+                joined.count("\0") == count
+                and joined.count("\0" + prefix) == count
+                and joined.count(":") == count * prefix.count(":")
             )
         except (KeyError, TypeError, ValueError, AttributeError):
             return None
@@ -139,11 +153,10 @@ class KinesisBatch(Sequence[SourceRecord]):
         if 0 in widths or max(widths) > POSITION_WIDTH:
             return None
         marks = positions if len(widths) == 1 else [p.zfill(POSITION_WIDTH) for p in positions]
-        if not all(map(str.__lt__, marks, marks[1:])):
+        if marks != sorted(marks) or len(set(marks)) != len(marks):  # strictly ascending
             return None
         # int(x * 1000) never decreases as x grows: the lowest arrival gives the least.
-        return Columns(shard, [p.get("data", "") for p in payloads], marks,
-                       int(min(arrivals) * 1000))
+        return Columns(shard, data, marks, int(min(arrivals) * 1000))
 
 
 def stream_of(event: dict[str, Any]) -> str | None:
