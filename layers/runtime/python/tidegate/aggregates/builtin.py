@@ -14,7 +14,9 @@ from tidegate.spec import Pipeline
 def _num_add(a: int | Decimal, b: int | Decimal) -> int | Decimal:
     if isinstance(a, int) and isinstance(b, int):
         return a + b
-    return DECIMAL.add(Decimal(a), Decimal(b))
+    # Decimal(x) of a Decimal is x itself, digits and exponent: only the others convert.
+    return DECIMAL.add(a if type(a) is Decimal else Decimal(a),
+                       b if type(b) is Decimal else Decimal(b))
 
 
 def _int_add(a: Any, b: Any) -> Any:
