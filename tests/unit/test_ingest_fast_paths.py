@@ -312,3 +312,13 @@ def test_plain_field_validation_takes_each_edge_value_as_the_model_does(
         except ValueError:
             got = "refused"
         assert got == expected, value
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=8), st.integers(), st.floats(), st.booleans(),
+                          st.none(), st.decimals(allow_nan=False, places=2)),
+                min_size=1, max_size=3))
+def test_a_canonical_key_is_its_compact_json(decoder: JsonDecoder, values: list[Any]) -> None:
+    reference = json.dumps(values, ensure_ascii=False, separators=(",", ":"), default=str)
+
+    assert decoder.key_of(values) == reference

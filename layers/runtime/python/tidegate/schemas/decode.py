@@ -37,6 +37,9 @@ _SHORT_KEY_CHARS = MAX_KEY_BYTES // 4
 # Bounded in count and in length, so the memo stays a few MB whatever the keys.
 _KEY_CACHE_LIMIT = 50_000
 _KEY_CACHE_CHARS = 200
+# json.dumps(v, ensure_ascii=False, separators=(",", ":"), default=str), whose encoder
+# json.dumps would build anew for every call (its arguments are not the defaults).
+_CANONICAL = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 @dataclass(slots=True)
@@ -254,7 +257,7 @@ class JsonDecoder:
         return key
 
     def _canonical(self, key_values: list[Any]) -> str:
-        key = json.dumps(key_values, ensure_ascii=False, separators=(",", ":"), default=str)
+        key = _CANONICAL.encode(key_values)
         if len(key) > _SHORT_KEY_CHARS and len(key.encode("utf-8")) > MAX_KEY_BYTES:
             raise Rejected(
                 KEY_TOO_LARGE,
