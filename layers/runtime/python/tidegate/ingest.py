@@ -129,9 +129,10 @@ class Ingestor:
 
         dead: list[dict[str, Any]] = []
         dead_records: list[SourceRecord] = []
-        columns = records.columns() if isinstance(records, KinesisBatch) else None
+        columnar = self._columnar and isinstance(records, KinesisBatch)
+        columns = records.columns() if columnar else None  # type: ignore[attr-defined]
         batch = None
-        if columns is not None and self._columnar:
+        if columns is not None:
             batch = _ColumnBatch(self, records, columns)  # type: ignore[arg-type]
             batch.group(dead, dead_records)
             if self.write_concurrency <= 1:

@@ -77,11 +77,12 @@ class KinesisBatch(Sequence[SourceRecord]):
     is one object however it is reached). The ingest reads the batch as `columns()` and builds
     only the records it must name: dead letters, late and failed records."""
 
-    __slots__ = ("_built", "_raw")
+    __slots__ = ("_built", "_raw", "_whole")
 
     def __init__(self, raw: list[KinesisEventRecord]) -> None:
         self._raw = raw
         self._built: list[SourceRecord | None] = [None] * len(raw)
+        self._whole = False  # every record built
 
     def __len__(self) -> int:
         return len(self._raw)
@@ -98,7 +99,16 @@ class KinesisBatch(Sequence[SourceRecord]):
         return self.record(range(len(self._raw))[index])  # IndexError as a list's
 
     def __iter__(self) -> Iterator[SourceRecord]:
-        return map(self.record, range(len(self._raw)))
+        # Iterating reads every record (the record-by-record ingest): build the missing ones
+        # in one pass.
+        built = self._built
+        if not self._whole:
+            built[:] = [
+                record if record is not None else _source_record(raw)
+                for record, raw in zip(built, self._raw, strict=True)
+            ]
+            self._whole = True
+        return iter(built)  # type: ignore[arg-type]
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, KinesisBatch | list):
