@@ -17,7 +17,7 @@ def allow_self_invoke(scope: Construct, fn: lambda_.Function) -> iam.Policy:
     # Work orders share the function's async settings with its scheduled runs (no
     # retries, see pipeline.py): a lost order's partitions are the next run's, a minute on.
     return iam.Policy(
-        scope, "CloserSelfInvoke",
+        scope, f"{fn.node.id}SelfInvoke",
         roles=[fn.role],
         statements=[iam.PolicyStatement(
             actions=["lambda:InvokeFunction"], resources=[fn.function_arn],

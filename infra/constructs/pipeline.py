@@ -395,7 +395,9 @@ class TidegatePipeline(Construct):
 
     def grant_closer(self, fn: lambda_.Function) -> None:
         """What any closer of this pipeline needs (the live one, a replay's): its state and
-        the open-window index, the sink, and the source's shard list."""
+        the open-window index, the sink, the source's shard list, and, past
+        TIDEGATE_FANOUT_THRESHOLD due windows, asynchronous invocations of itself
+        (tidegate/fanout.py)."""
         open_index = f"{self.table.table_arn}/index/{topology.OPEN_INDEX}"
         iam.Grant.add_to_principal(
             grantee=fn, actions=list(STATE_ACTIONS),
@@ -406,6 +408,7 @@ class TidegatePipeline(Construct):
         # (A Kafka topic's partitions come from the pipeline file: nothing to list.)
         if self.source_stream is not None:
             self.source_stream.grant(fn, "kinesis:ListShards")
+        allow_self_invoke(self, fn)
 
     def schedule_closer(
         self, rule_id: str, fn: lambda_.Function, description: str, minutes: int
@@ -426,9 +429,6 @@ class TidegatePipeline(Construct):
     def _wire_closer(self, settings: CloserSettings) -> None:
         fn = self.closer_function
         self.grant_closer(fn)
-        # Past TIDEGATE_FANOUT_THRESHOLD due windows the closer hands index partitions to
-        # asynchronous invocations of itself (tidegate/fanout.py).
-        allow_self_invoke(self, fn)
         self.closer_source = sources.DynamoEventSource(
             self.table,
             starting_position=lambda_.StartingPosition.LATEST,

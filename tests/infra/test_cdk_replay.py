@@ -56,3 +56,20 @@ def test_no_replay_without_the_context(template: Template) -> None:
 def test_bad_replay_context_is_refused(context: dict[str, str], message: str) -> None:
     with pytest.raises(TidegateConfigError, match=message):
         ReplaySettings.from_context(**context)
+
+
+def test_the_replay_closer_may_fan_out_to_itself_only(
+    synth_app: Callable[..., list[Any]],
+) -> None:
+    (stack,) = synth_app(replayVersion="2", replayFrom="TRIM_HORIZON")
+    template = Template.from_stack(stack)
+    closers = [name for name in template.find_resources("AWS::Lambda::Function")
+               if "Closer" in name]
+    assert len(closers) == 2 and any("Replay" in name for name in closers)
+    invoked = []
+    for policy in template.find_resources("AWS::IAM::Policy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if statement["Action"] == "lambda:InvokeFunction":
+                invoked.append(statement["Resource"]["Fn::GetAtt"][0])
+    # each closer may invoke exactly one function: itself
+    assert sorted(invoked) == sorted(closers)

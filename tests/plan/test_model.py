@@ -295,7 +295,7 @@ def test_big_events_fill_the_invocation_payload_before_the_batch_size() -> None:
 
 
 def test_a_closer_worker_has_the_deployed_write_concurrency_of_windows_in_flight() -> None:
-    from tidegate.topology import LAMBDA_WRITE_CONCURRENCY
+    from tidegate.runtime import LAMBDA_WRITE_CONCURRENCY
 
     assert Assumptions().closer_concurrency == LAMBDA_WRITE_CONCURRENCY == 8
     w = uniform(10_000, 1_000_000)

@@ -20,7 +20,7 @@ from tidegate.aggregates.builtin import AccumulatorSet, build_aggregates
 from tidegate.rejections import Rejected
 from tidegate.schemas import compile as compile_module
 from tidegate.schemas.compile import compile_schema
-from tidegate.schemas.decode import MAX_KEY_BYTES, JsonDecoder
+from tidegate.schemas.decode import MAX_KEY_BYTES, JsonDecoder, fields_validator
 from tidegate.schemas.eventtime import to_epoch_ms
 from tidegate.spec import parse_pipeline
 from tidegate.state.keys import POSITION_WIDTH, position_mark
@@ -65,6 +65,23 @@ def test_add_events_is_add_event_in_turn(values: list[Any], stored: dict[str, An
 
     # repr: same values, same types, same Decimal digits and exponent.
     assert repr(in_bulk) == repr(one_by_one)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["v", "w"]), _values))
+def test_an_accumulator_of_one_event_is_create_then_add_event(values: dict[str, Any]) -> None:
+    s = AccumulatorSet(build_aggregates(parse_pipeline(pipeline_spec(
+        schema={"name": "R", "fields": {"user": "string", "ts": "timestamp", "v": "number",
+                                        "w": "number?"}},
+        aggregates={"n": {"op": "count"}, "nv": {"op": "count", "field": "v"},
+        "total": {"op": "sum", "field": "v"}, "hi": {"op": "max", "field": "v"},
+        "lo": {"op": "min", "field": "w"}, "mean": {"op": "avg", "field": "v"},
+    }))))
+    expected = s.create()
+    s.add_event(expected, values)
+
+    # repr: same values, same types, same order of aggregates
+    assert repr(s.of_event(values)) == repr(expected)
 
 
 _positions = st.one_of(
@@ -205,3 +222,103 @@ def test_groups_of_every_size_aggregate_as_one_event_at_a_time() -> None:
             s.add_event(one_by_one, event)
         s.add_events(in_bulk, events)
         assert repr(in_bulk) == repr(one_by_one), size
+
+
+# -- validating to plain fields (batch ingest) ----------------------------------------------
+_odd_values = st.one_of(
+    st.none(), st.booleans(), st.text(max_size=5),
+    st.integers(min_value=-(2**64), max_value=2**64),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([0.0, -0.0, 1e-100, -1e-100, 1e-101, -1e-101, 1e100, -1e100, 1e101, -1e101,
+                     2**63, -(2**63), 2**63 - 1, -(2**63) - 1, 253_402_300_799_999,
+                     253_402_300_800_000, -1, "2026-01-01T00:00:00.5+02:00",
+                     "2026-01-01T00:00:00", [1], {"a": 1}]),
+)
+
+
+def _mostly(valid: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Valid values, and every odd one now and then: each field is tested with the others
+    valid, so one field's edge decides the outcome."""
+    return st.one_of(valid, valid, valid, _odd_values)
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.fixed_dictionaries(
+    {"user": _mostly(st.text(max_size=5)),
+     "ts": _mostly(st.integers(min_value=0, max_value=253_402_300_799_999)),
+     "v": _mostly(st.one_of(st.integers(-5, 5), st.floats(-1e6, 1e6)))},
+    optional={"qty": _mostly(st.integers(-5, 5)), "other": _odd_values},
+))
+def test_plain_field_validation_accepts_what_the_model_does_as_the_same_values(
+    decoder: JsonDecoder, document: dict[str, Any]
+) -> None:
+    text = json.dumps(document)
+    validate = decoder.validate_fields
+    assert validate is not None
+    try:
+        expected: Any = ("ok", repr(decoder.model.model_validate_json(text).__dict__))
+    except ValueError:
+        expected = "refused"
+    try:
+        got: Any = ("ok", repr(validate(text)))
+    except ValueError:
+        got = "refused"
+
+    assert got == expected
+
+
+def test_models_that_validate_more_than_their_fields_are_not_validated_as_plain_fields() -> None:
+    from pydantic import BaseModel, Field, model_validator
+
+    class Checked(BaseModel):
+        a: int
+
+        @model_validator(mode="after")
+        def positive(self) -> Checked:
+            if self.a < 0:
+                raise ValueError("negative")
+            return self
+
+    class Aliased(BaseModel):
+        a: int = Field(validation_alias="A")
+
+    class Plain(BaseModel):
+        a: int
+
+    assert fields_validator(Checked) is None
+    assert fields_validator(Aliased) is None
+    assert fields_validator(Plain) is not None
+
+
+_EDGES = [0.0, -0.0, 1e-100, -1e-100, 1e-101, -1e-101, 1e100, -1e100, 1e101, -1e101, 1.0, 5,
+          2**63, -(2**63), 2**63 - 1, -(2**63) - 1, 253_402_300_799_999, 253_402_300_800_000,
+          0, -1, True, None, "7", "2026-01-01T00:00:00.5+02:00", "2026-01-01T00:00:00", [1]]
+
+
+@pytest.mark.parametrize("field", ["user", "ts", "v", "qty"])
+def test_plain_field_validation_takes_each_edge_value_as_the_model_does(
+    decoder: JsonDecoder, field: str
+) -> None:
+    validate = decoder.validate_fields
+    assert validate is not None
+    for value in _EDGES:
+        text = json.dumps({"user": "u", "ts": 5, "v": 1, "qty": 2, field: value})
+        try:
+            expected: Any = repr(decoder.model.model_validate_json(text).__dict__)
+        except ValueError:
+            expected = "refused"
+        try:
+            got: Any = repr(validate(text))
+        except ValueError:
+            got = "refused"
+        assert got == expected, value
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=8), st.integers(), st.floats(), st.booleans(),
+                          st.none(), st.decimals(allow_nan=False, places=2)),
+                min_size=1, max_size=3))
+def test_a_canonical_key_is_its_compact_json(decoder: JsonDecoder, values: list[Any]) -> None:
+    reference = json.dumps(values, ensure_ascii=False, separators=(",", ":"), default=str)
+
+    assert decoder.key_of(values) == reference

@@ -6,14 +6,23 @@ run): from the end of the ingest round that raised the watermark past a window's
 `end + allowed_lateness` to the return of the sink publish carrying its result. Event time
 is spaced so each round of 1,000 events covers about a minute, and windows close during
 the run rather than only at the final flush (flushed windows have no latency to measure).
+
+The handlers run with the write concurrency they have in Lambda (the closer claims and
+completes 8 keys' windows at a time); local runs default to 1 only so that a `--chaos`
+seed replays the same faults in the same order, and the bench injects no faults.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from tidegate import topology
+from tidegate.runtime import LAMBDA_WRITE_CONCURRENCY
 from tidegate_dev.bench import workload
 from tidegate_dev.bench.local_run import drive
 from tidegate_dev.bench.requests import RequestCounter
@@ -76,11 +85,25 @@ class ClosePath:
         }
 
 
+@contextmanager
+def _lambda_concurrency() -> Iterator[None]:
+    saved = os.environ.get(topology.ENV_WRITE_CONCURRENCY)
+    os.environ[topology.ENV_WRITE_CONCURRENCY] = str(LAMBDA_WRITE_CONCURRENCY)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(topology.ENV_WRITE_CONCURRENCY, None)
+        else:
+            os.environ[topology.ENV_WRITE_CONCURRENCY] = saved
+
+
 def measure(events: int, counter: RequestCounter, keys: int = KEYS,
             window: str = "tumbling") -> ClosePath:
     lines = workload.Workload(events=events, keys=keys, spacing_ms=SPACING_MS).lines()
     counter.clear()
-    run = drive(workload.pipeline(window), lines, counter, BATCH, run_closer=True)
+    with _lambda_concurrency():
+        run = drive(workload.pipeline(window), lines, counter, BATCH, run_closer=True)
     # Closer runs that closed something: a run that found nothing due measures the poll,
     # not the close path.
     busy = [r for r in run.closer_runs if r.windows_closed]

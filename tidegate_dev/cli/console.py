@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,6 +22,11 @@ def progress_bar(label: str, enabled: bool = True) -> Iterator[Callable[[int, in
     if not enabled:
         yield lambda done, total: None
         return
+    if not err.is_terminal:
+        # rich draws nothing until the end when stderr is a file or a CI log: a run of half an
+        # hour would look hung. Plain lines instead, at most one per LOG_EVERY_S.
+        yield _logged_progress(label)
+        return
     columns = (
         TextColumn(label),
         BarColumn(),
@@ -36,22 +42,48 @@ def progress_bar(label: str, enabled: bool = True) -> Iterator[Callable[[int, in
         yield update
 
 
+LOG_EVERY_S = 15.0
+
+
+def _logged_progress(label: str) -> Callable[[int, int], None]:
+    started = time.monotonic()
+    last = {"at": -LOG_EVERY_S}
+
+    def update(done: int, total: int) -> None:
+        now = time.monotonic() - started
+        if now - last["at"] < LOG_EVERY_S and done < total:
+            return
+        last["at"] = now
+        share = f" ({100 * done / total:.0f} %)" if total else ""
+        err.print(f"{label} {done:,}/{total:,}{share} after {now:.0f} s", highlight=False)
+
+    return update
+
+
 def results_table(results: list[dict[str, Any]], limit: int = 40) -> Table:
+    """One row per published result; a redelivered copy (same idempotency key: the sink is
+    at-least-once) is counted in the caption, not shown again."""
+    distinct = list({r.get("idempotency_key", id(r)): r for r in reversed(results)}.values())
+    repeats = len(results) - len(distinct)
     names = list(results[0]["aggregates"]) if results else []
-    table = Table(title=f"results ({len(results)} windows)", show_lines=False)
+    table = Table(title=f"results ({len(distinct)} windows)", show_lines=False)
     table.add_column("key")
     table.add_column("window (UTC)")
     for name in names:
         table.add_column(name, justify="right")
     table.add_column("v", justify="right")
-    ordered = sorted(results, key=lambda r: (r["window_start"], str(r["key"])))
+    ordered = sorted(distinct, key=lambda r: (r["window_start"], str(r["key"]), r["version"]))
     for r in ordered[:limit]:
         key = ", ".join(f"{k}={v}" for k, v in r["key"].items())
         window = f"{format_ms(r['window_start'])[11:19]}-{format_ms(r['window_end'])[11:19]}"
         values = [_number(r["aggregates"].get(n)) for n in names]
         table.add_row(key, window, *values, str(r["version"]))
+    notes = []
     if len(ordered) > limit:
-        table.caption = f"first {limit} of {len(ordered)} by window start"
+        notes.append(f"first {limit} of {len(ordered)} by window start")
+    if repeats:
+        notes.append(f"{repeats} repeated deliveries (same idempotency key) not shown")
+    table.caption = "; ".join(notes) or None
     return table
 
 

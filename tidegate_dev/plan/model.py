@@ -45,7 +45,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tidegate.topology import LAMBDA_WRITE_CONCURRENCY
+from tidegate.runtime import LAMBDA_WRITE_CONCURRENCY
 from tidegate_dev.bench import cost
 from tidegate_dev.plan.zipf import Zipf
 

@@ -18,7 +18,8 @@ Exactly-once effect on the aggregates, with at-least-once delivery:
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable
+from binascii import a2b_base64
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,9 +29,13 @@ from tidegate.aws import retry_budget
 from tidegate.dlq import QueueOutput, dead_letter
 from tidegate.rejections import FUTURE_TIMESTAMP, LATE, Rejected
 from tidegate.schemas.decode import Event, JsonDecoder
+from tidegate.schemas.eventtime import MAX_EVENT_TIME_MS
+from tidegate.sources.kinesis import Columns, KinesisBatch
 from tidegate.sources.records import SourceRecord
 from tidegate.spec import Pipeline
 from tidegate.state.dynamodb import DynamoStore
+from tidegate.state.keys import POSITION_WIDTH
+from tidegate.state.panes import PaneState
 from tidegate.state.protocol import Member, Verdict, WindowState
 from tidegate.watermark import MIN_WATERMARK, WatermarkState, WatermarkStore
 
@@ -53,13 +58,16 @@ class BatchOutcome:
     failed: list[SourceRecord] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Group:
     pk: str
     sk: str
     key: str
-    members: list[Member] = field(default_factory=list)
+    members: list[Member]
     redriven: bool = False  # holds a redriven record: check the item's applied redrives
+    # A column group's records as indexes into its batch; `members` stays empty until the
+    # general path needs them.
+    indices: list[int] | None = None
 
 
 class Ingestor:
@@ -89,10 +97,15 @@ class Ingestor:
         self.now_ms = now_ms
         self.skew = pipeline.watermark.max_future_skew
         self.write_concurrency = write_concurrency
+        # Kinesis batches are taken as columns when the decoder validates to plain fields
+        # and the state is panes (_ColumnBatch); sessions and other formats go record by record.
+        self._columnar = getattr(decoder, "validate_fields", None) is not None and isinstance(
+            windows, PaneState
+        )
 
     # -- the batch ---------------------------------------------------------------------
     def process(
-        self, records: list[SourceRecord], time_left_ms: Callable[[], int] | None = None
+        self, records: Sequence[SourceRecord], time_left_ms: Callable[[], int] | None = None
     ) -> BatchOutcome:
         """Process one batch; with `time_left_ms` (the Lambda context's), AWS retries stop
         and the rest of the batch is reported failed before the function would time out."""
@@ -101,7 +114,7 @@ class Ingestor:
             return self._process(records, time_left_ms)
 
     def _process(
-        self, records: list[SourceRecord], time_left_ms: Callable[[], int] | None
+        self, records: Sequence[SourceRecord], time_left_ms: Callable[[], int] | None
     ) -> BatchOutcome:
         outcome = BatchOutcome(records=len(records))
         if not records:
@@ -116,38 +129,60 @@ class Ingestor:
 
         dead: list[dict[str, Any]] = []
         dead_records: list[SourceRecord] = []
+        columnar = self._columnar and isinstance(records, KinesisBatch)
+        columns = records.columns() if columnar else None  # type: ignore[attr-defined]
+        batch = None
+        if columns is not None:
+            batch = _ColumnBatch(self, records, columns)  # type: ignore[arg-type]
+            batch.group(dead, dead_records)
+            if self.write_concurrency <= 1:
+                failed = batch.write_in_turn(watermark, time_left_ms, outcome)
+            else:
+                failed = self._write_groups(batch.groups(), watermark, time_left_ms, outcome,
+                                            batch)
+        else:
+            valid, ordered = self._grouped(records, dead, dead_records)
+            failed = self._write_groups(ordered, watermark, time_left_ms, outcome, None)
+
+        failed += self._send(self.dead_letters, dead, dead_records)
+        failed_ids = {id(r) for r in failed}
+        outcome.dead_lettered = sum(1 for r in dead_records if id(r) not in failed_ids)
+        outcome.failed = failed
+        if batch is not None and not failed:
+            # A completed batch from one shard: _advance_watermarks' first case, from the
+            # columns (its loops would build every record).
+            shard = batch.columns.shard
+            reached = {shard: batch.columns.marks[-1].zfill(POSITION_WIDTH)}
+            highest = {shard: batch.top} if batch.valid and batch.top > MIN_WATERMARK else {}
+            partitions = {shard} if batch.valid else set()
+            self._move_watermarks(highest, reached, partitions, {}, now, state)
+        else:
+            if batch is not None:
+                valid = batch.valid_members()
+            self._advance_watermarks(valid, failed, now, state, records)
+        return outcome
+
+    def _grouped(
+        self, records: Sequence[SourceRecord], dead: list[dict[str, Any]],
+        dead_records: list[SourceRecord],
+    ) -> tuple[list[Member], list[_Group]]:
+        """Each record's event, grouped by the item it updates; the rest dead-lettered.
+        Returns the valid members in record order, and the groups in order of their first
+        record."""
         groups: dict[tuple[str, int], _Group] = {}
-        valid: list[tuple[SourceRecord, Event]] = []
+        valid: list[Member] = []
         redriven = False
-        # Bound once: this loop runs for every record of every batch.
-        decode_b64 = self.decoder.decode_b64
+        event_of = self._event_of
         slot = self.windows.slot
         for record in records:
             try:
-                try:
-                    # _decode's common case (no headers) without its call.
-                    if record.headers is None:
-                        event = decode_b64(record.data_b64)
-                    else:
-                        event = self._decode(record)
-                except Rejected:
-                    # A redriven record's envelope fails every decoder: looking for it
-                    # only here costs the records without one nothing.
-                    if not redrive.unwrap(record):
-                        raise
-                    redriven = True
-                    event = self._decode(record)
-                if self.skew is not None and event.time_ms > record.arrival_ms + self.skew:
-                    raise Rejected(
-                        FUTURE_TIMESTAMP,
-                        f"{self.pipeline.event_time}: event time {event.time_ms} is "
-                        f"{event.time_ms - record.arrival_ms} ms after arrival "
-                        f"(max_future_skew {self.skew} ms)",
-                    )
+                event = event_of(record)
             except Rejected as rej:
                 dead.append(dead_letter(self.pipeline.name, record, rej.reason, rej.detail))
                 dead_records.append(record)
                 continue
+            if record.redrive_id is not None:
+                redriven = True
             member = (record, event)
             valid.append(member)
             # Grouped by (key, slot), which names the same item as (PK, SK) does: the item's
@@ -156,47 +191,64 @@ class Ingestor:
             group = groups.get(at)
             if group is None:
                 pk, sk = self.windows.locate(event.key, event.time_ms)
-                group = groups[at] = _Group(pk, sk, event.key)
+                group = groups[at] = _Group(pk, sk, event.key, [])
             group.members.append(member)
         if redriven:
             for group in groups.values():
                 group.redriven = any(r.redrive_id is not None for r, _ in group.members)
+        return valid, list(groups.values())
 
-        failed: list[SourceRecord] = []
-        # Groups in order of their first record: the batch's earliest records are applied
-        # first, so running out of time fails the tail, where Lambda resumes.
-        ordered = list(groups.values())
+    def _write_groups(
+        self, ordered: list[_Group], watermark: int, time_left_ms: Callable[[], int] | None,
+        outcome: BatchOutcome, batch: _ColumnBatch | None,
+    ) -> list[SourceRecord]:
+        """Write each group (in order of its first record: the batch's earliest records are
+        applied first, so running out of time fails the tail, where Lambda resumes); count
+        what happened in `outcome`; return the records of the groups that failed."""
         items = self.store.batch_get([(g.pk, g.sk) for g in ordered]) if ordered else {}
+        column_write = batch.write if batch is not None else None
 
-        def write(group: _Group) -> Verdict | None:
+        def write(group: _Group) -> Verdict | int | None:
             if time_left_ms is not None and time_left_ms() < _STOP_MS:
                 # Out of time: report the rest as failed so Lambda checkpoints correctly
                 # instead of timing out the whole batch.
                 return None
-            return self._write_group(group, items.get((group.pk, group.sk)), watermark)
+            item = items.get((group.pk, group.sk))
+            if group.indices is not None and column_write is not None:
+                return column_write(group, item, watermark)
+            return self._write_group(group, item, watermark)
 
+        failed: list[SourceRecord] = []
         for group, verdict in self._each_group(ordered, write):
-            if not isinstance(verdict, Verdict):
-                failed += [r for r, _ in group.members]
-                continue
+            failed += self._tally(group, verdict, outcome, batch)
+        return failed
+
+    @staticmethod
+    def _tally(
+        group: _Group, verdict: Verdict | int | Exception | None, outcome: BatchOutcome,
+        batch: _ColumnBatch | None,
+    ) -> list[SourceRecord]:
+        """Count a group's verdict in `outcome`; its records if it failed (no verdict)."""
+        if type(verdict) is int:  # a column group written whole: its records applied
+            outcome.aggregated += verdict
+            outcome.groups_written += 1
+        elif isinstance(verdict, Verdict):
             outcome.aggregated += len(verdict.applied)
             outcome.duplicates_skipped += verdict.duplicates
             outcome.groups_written += verdict.item is not None
             outcome.late += len(verdict.late)
-
-        failed += self._send(self.dead_letters, dead, dead_records)
-        failed_ids = {id(r) for r in failed}
-        outcome.dead_lettered = sum(1 for r in dead_records if id(r) not in failed_ids)
-        outcome.failed = failed
-        self._advance_watermarks(valid, failed, now, state, records)
-        return outcome
+        elif batch is not None and group.indices is not None:
+            return batch.records(group)
+        else:
+            return [r for r, _ in group.members]
+        return []
 
     def _each_group(
-        self, ordered: list[_Group], write: Callable[[_Group], Verdict | None]
-    ) -> list[tuple[_Group, Verdict | Exception | None]]:
+        self, ordered: list[_Group], write: Callable[[_Group], Verdict | int | None]
+    ) -> list[tuple[_Group, Verdict | int | Exception | None]]:
         """Each group's write: one after another, or `write_concurrency` at a time (the
         writes are independent items; each waits on a network round trip)."""
-        def attempt(group: _Group) -> Verdict | Exception | None:
+        def attempt(group: _Group) -> Verdict | int | Exception | None:
             try:
                 return write(group)
             except Exception as exc:  # this group's records fail; the others go on
@@ -210,6 +262,29 @@ class Ingestor:
                 pool.submit(contextvars.copy_context().run, attempt, group) for group in ordered
             ]
             return [(g, f.result()) for g, f in zip(ordered, futures, strict=True)]
+
+    def _event_of(self, record: SourceRecord) -> Event:
+        """The record's event, or Rejected saying why it has none (for its dead letter)."""
+        try:
+            # _decode's common case (no headers) without its call.
+            if record.headers is None:
+                event = self.decoder.decode_b64(record.data_b64)
+            else:
+                event = self._decode(record)
+        except Rejected:
+            # A redriven record's envelope fails every decoder: looking for it only here
+            # costs the records without one nothing.
+            if not redrive.unwrap(record):
+                raise
+            event = self._decode(record)
+        if self.skew is not None and event.time_ms > record.arrival_ms + self.skew:
+            raise Rejected(
+                FUTURE_TIMESTAMP,
+                f"{self.pipeline.event_time}: event time {event.time_ms} is "
+                f"{event.time_ms - record.arrival_ms} ms after arrival "
+                f"(max_future_skew {self.skew} ms)",
+            )
+        return event
 
     def _decode(self, record: SourceRecord) -> Event:
         if record.headers is None:
@@ -232,7 +307,7 @@ class Ingestor:
         failed: list[SourceRecord],
         now: int,
         state: WatermarkState,
-        records: list[SourceRecord],
+        records: Sequence[SourceRecord],
     ) -> None:
         """Only a batch that completed moves its partition's watermark.
 
@@ -274,6 +349,15 @@ class Ingestor:
                 ):
                     reached[record.partition] = record.mark
             partitions = {r.partition for r, _ in valid} | set(first_failure)
+        self._move_watermarks(highest, reached, partitions, first_failure, now, state)
+
+    def _move_watermarks(
+        self, highest: dict[str, int], reached: dict[str, str], partitions: set[str],
+        first_failure: dict[str, str], now: int, state: WatermarkState,
+    ) -> None:
+        """Per partition: how far the batch got (`reached`), the highest event time it applied
+        (`highest`), whether it failed (`first_failure`); `partitions`: those it read events
+        of, or failed in."""
         for partition in sorted(set(reached) - partitions):
             # Dead letters only: read past, but no sign of life for the watermark.
             self.watermarks.record_position(partition, reached[partition])
@@ -339,3 +423,209 @@ class Ingestor:
         ]
         if self.late_output.send(messages):
             raise RuntimeError("late output refused some records")
+
+
+class _ColumnBatch:
+    """A Kinesis batch taken as columns (README "Performance"). Each record's data is validated
+    straight into a dict of its fields and grouped by (key, pane) with no SourceRecord or
+    Event built, and each group is merged into its pane item whole. A record off this common
+    path (any rejection, a redriven record, an unusual time or key) takes
+    `Ingestor._event_of`, and a group off it (duplicates, late events, a write conflict)
+    `Ingestor._write_group`: the general path, so outcomes and rejections are the same."""
+
+    def __init__(self, ingest: Ingestor, batch: KinesisBatch, columns: Columns) -> None:
+        self.ingest = ingest
+        self.batch = batch
+        self.columns = columns
+        size = len(columns.data)
+        self.times: list[int] = [0] * size
+        self.values: list[dict[str, Any] | None] = [None] * size  # None: dead-lettered
+        self.top = MIN_WATERMARK  # the highest valid event time
+        self.valid = 0
+        self.entries: list[tuple[tuple[str, int], list[int]]] = []  # ((key, pane), records)
+        self.redriven: set[int] = set()
+        windows = ingest.windows
+        assert isinstance(windows, PaneState)
+        self.windows = windows
+
+    def group(self, dead: list[dict[str, Any]], dead_records: list[SourceRecord]) -> None:
+        """Ingestor._grouped: each record's fields, grouped by (key, pane) in the same order
+        with the same records in each; the rest dead-lettered."""
+        ingest = self.ingest
+        decoder = ingest.decoder
+        validate = decoder.validate_fields
+        assert validate is not None
+        time_field = decoder.time_field
+        key_fields = decoder.key_fields
+        key_field = key_fields[0] if len(key_fields) == 1 else None
+        memo = decoder.key_memo
+        key_of = decoder.key_of
+        pane_ms = self.windows.assigner.pane_ms
+        # Below the least arrival plus the skew, no record's event time is too far ahead.
+        limit = MAX_EVENT_TIME_MS
+        if ingest.skew is not None:
+            limit = min(limit, self.columns.first_arrival_ms + ingest.skew)
+        times, values = self.times, self.values
+        groups: dict[tuple[str, int], list[int]] = {}
+        redriven: set[int] = set()
+        rejected = 0
+        for i, data in enumerate(self.columns.data):
+            # The decoder's steps (JsonDecoder.decode_b64 then to_event) for the common case.
+            key = None
+            try:
+                fields = validate(a2b_base64(data, strict_mode=True))
+                t = fields[time_field]
+                if type(t) is int and 0 <= t <= limit:
+                    if key_field is not None:
+                        value = fields[key_field]
+                        if type(value) is str:
+                            key = memo.get(value)
+                    if key is None:
+                        key = key_of([fields[f] for f in key_fields])
+            except Exception:  # off the common path: the record's own path says how
+                key = None
+            if key is None:
+                record = self.batch.record(i)
+                try:
+                    event = ingest._event_of(record)
+                except Rejected as rej:
+                    dead.append(dead_letter(ingest.pipeline.name, record, rej.reason, rej.detail))
+                    dead_records.append(record)
+                    rejected += 1
+                    continue
+                if record.redrive_id is not None:
+                    redriven.add(i)
+                t, key, fields = event.time_ms, event.key, event.values
+            times[i] = t
+            values[i] = fields
+            at = (key, t - t % pane_ms)  # PaneState.slot
+            found = groups.get(at)
+            if found is None:
+                groups[at] = [i]
+            else:
+                found.append(i)
+        self.valid = len(times) - rejected
+        # A dead-lettered record's time stays 0, below every valid one (none is negative).
+        self.top = max(times) if self.valid else MIN_WATERMARK
+
+        self.entries = list(groups.items())
+        self.redriven = redriven
+
+    def groups(self) -> list[_Group]:
+        """The groups as Ingestor._write_groups takes them."""
+        item_of = self.windows.item_of
+        found: list[_Group] = []
+        for (key, pane), indices in self.entries:
+            pk, sk = item_of(key, pane)  # PaneState.locate of the pane's first event
+            group = _Group(pk, sk, key, [], False, indices)
+            if self._redriven(indices):
+                # Redriven records are applied at most once by their ids: the general path.
+                group.members = self.members(indices, key)
+                group.redriven = True
+                group.indices = None
+            found.append(group)
+        return found
+
+    def _redriven(self, indices: list[int]) -> bool:
+        return bool(self.redriven) and not self.redriven.isdisjoint(indices)
+
+    def members(self, indices: list[int], key: str) -> list[Member]:
+        record, times, values = self.batch.record, self.times, self.values
+        return [(record(i), Event(times[i], key, values[i])) for i in indices]  # type: ignore[arg-type]
+
+    def records(self, group: _Group) -> list[SourceRecord]:
+        assert group.indices is not None
+        return [self.batch.record(i) for i in group.indices]
+
+    def valid_members(self) -> list[Member]:
+        """Every valid record with its event, in batch order (as Ingestor._grouped's)."""
+        found: dict[int, Member] = {}
+        for (key, _), indices in self.entries:
+            found.update(zip(indices, self.members(indices, key), strict=True))
+        return [found[i] for i in sorted(found)]
+
+    def write_in_turn(
+        self, watermark: int, time_left_ms: Callable[[], int] | None, outcome: BatchOutcome
+    ) -> list[SourceRecord]:
+        """Ingestor._write_groups one group after another (`write_concurrency` 1), with the
+        common case of each group inline: no _Group and no call but the merge and the put
+        for a group whose records are all fresh and on time and whose write applies."""
+        ingest = self.ingest
+        item_of = self.windows.item_of
+        located = [(item_of(key, pane), key, indices) for (key, pane), indices in self.entries]
+        items = ingest.store.batch_get([at for at, _, _ in located]) if located else {}
+        write = self._write_entry
+        redriven = self.redriven
+        failed: list[SourceRecord] = []
+        applied = written = 0
+        for at, key, indices in located:
+            try:
+                if time_left_ms is not None and time_left_ms() < _STOP_MS:
+                    verdict: Verdict | int | Exception | None = None  # out of time
+                elif redriven and self._redriven(indices):
+                    group = _Group(at[0], at[1], key, self.members(indices, key), True)
+                    verdict = ingest._write_group(group, items.get(at), watermark)
+                else:
+                    verdict = write(at, key, indices, items.get(at), watermark)
+            except Exception as exc:  # this group's records fail; the others go on
+                verdict = exc
+            if type(verdict) is int:
+                applied += verdict
+                written += 1
+            elif isinstance(verdict, Verdict):
+                ingest._tally(_Group(at[0], at[1], key, []), verdict, outcome, None)
+            else:
+                failed += [self.batch.record(i) for i in indices]
+        outcome.aggregated += applied
+        outcome.groups_written += written
+        return failed
+
+    def _general(
+        self, at: tuple[str, str], key: str, indices: list[int], item: dict[str, Any] | None,
+        watermark: int,
+    ) -> Verdict:
+        """Duplicates or late events: the group as Ingestor._write_group judges it."""
+        group = _Group(at[0], at[1], key, self.members(indices, key))
+        return self.ingest._write_group(group, item, watermark)
+
+    def write(self, group: _Group, item: dict[str, Any] | None, watermark: int) -> Verdict | int:
+        assert group.indices is not None
+        return self._write_entry((group.pk, group.sk), group.key, group.indices, item, watermark)
+
+    def _write_entry(
+        self, at: tuple[str, str], key: str, indices: list[int], item: dict[str, Any] | None,
+        watermark: int,
+    ) -> Verdict | int:
+        """Ingestor._write_group for a column group: the records applied (all of them), or
+        the general path's Verdict when the group holds duplicates or late events, or its
+        write meets another."""
+        marks, shard = self.columns.marks, self.columns.shard
+        times, values = self.times, self.values
+        if len(indices) == 1:
+            (first,) = indices
+            group_times, group_values = [times[first]], [values[first]]
+        else:
+            group_times = [times[i] for i in indices]
+            group_values = [values[i] for i in indices]
+        if item:
+            # split_duplicates: a record at or below the item's mark for its shard was
+            # applied before. Marks ascend: the group's first is its lowest, its last its
+            # highest.
+            seen: dict[str, str] = item.get("hw", {})
+            if marks[indices[0]].zfill(POSITION_WIDTH) <= seen.get(shard, ""):
+                return self._general(at, key, indices, item, watermark)
+            raised = dict(seen)
+            expected: int | None = int(item["ver"])
+        else:
+            raised, expected = {}, None  # a new item: every record fresh
+        new = self.windows.merged(key, at[1], group_times, group_values,  # type: ignore[arg-type]
+                                  item, watermark)
+        if new is None:  # late: judged and sent to the late output by the general path
+            return self._general(at, key, indices, item, watermark)
+        raised[shard] = marks[indices[-1]].zfill(POSITION_WIDTH)
+        new["hw"] = raised
+        if self.ingest.store.put_versioned(new, expected):
+            return len(indices)
+        # Someone wrote the item since we read it (the closer froze a window): re-read it.
+        fresh = self.ingest.store.get(*at)
+        return self._general(at, key, indices, fresh, watermark)

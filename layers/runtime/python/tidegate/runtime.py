@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from tidegate.partitions import KinesisPartitions, StaticPartitions
     from tidegate.session_closer import SessionCloser
 
+# Conditional writes in flight at once in Lambda, where each waits ~5 ms on the network.
+LAMBDA_WRITE_CONCURRENCY = 8
+
 
 @dataclass
 class Runtime:
@@ -130,8 +133,8 @@ class Runtime:
         closer (a batch's windows of different keys). In Lambda a write waits ~5 ms on the
         network: 8 in flight. Locally one at a time, so a `--chaos` seed replays the same
         faults in the same order."""
-        deployed = self.env.get("AWS_LAMBDA_FUNCTION_NAME")
-        default = str(topology.LAMBDA_WRITE_CONCURRENCY) if deployed else "1"
+        lambda_default = str(LAMBDA_WRITE_CONCURRENCY)
+        default = lambda_default if self.env.get("AWS_LAMBDA_FUNCTION_NAME") else "1"
         value = self.env.get(topology.ENV_WRITE_CONCURRENCY, default)
         if not value.isdigit() or int(value) < 1:
             raise RuntimeError(

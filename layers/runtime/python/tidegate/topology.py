@@ -41,7 +41,6 @@ ENV_FANOUT_THRESHOLD = "TIDEGATE_FANOUT_THRESHOLD"
 # Conditional writes in flight at once within an ingest batch (its groups) and a closer
 # batch (its windows of different keys); default 8 in Lambda, 1 locally.
 ENV_WRITE_CONCURRENCY = "TIDEGATE_WRITE_CONCURRENCY"
-LAMBDA_WRITE_CONCURRENCY = 8
 
 HANDLER_ENV = (
     ENV_PIPELINE,

@@ -16,10 +16,21 @@ from typing import Any, Protocol
 DECIMAL = Context(prec=38)
 
 
+# The last float `exact` converted, with its Decimal: the aggregates of one field (sum and
+# max of `value`) each convert the same float object in turn. Holding the float keeps its
+# identity from being reused; one tuple, swapped whole, so threads never see half of it.
+_last_exact: list[tuple[float, Decimal]] = [(0.0, Decimal("0.0"))]
+
+
 def exact(value: int | float | Decimal) -> int | Decimal:
     """An event value as an exact accumulator number: ints stay ints, floats by their repr."""
     if isinstance(value, float):
-        return Decimal(repr(value))
+        last = _last_exact[0]
+        if last[0] is value:
+            return last[1]
+        converted = Decimal(repr(value))
+        _last_exact[0] = (value, converted)
+        return converted
     return value
 
 

@@ -14,7 +14,9 @@ from tidegate.spec import Pipeline
 def _num_add(a: int | Decimal, b: int | Decimal) -> int | Decimal:
     if isinstance(a, int) and isinstance(b, int):
         return a + b
-    return DECIMAL.add(Decimal(a), Decimal(b))
+    # Decimal(x) of a Decimal is x itself, digits and exponent: only the others convert.
+    return DECIMAL.add(a if type(a) is Decimal else Decimal(a),
+                       b if type(b) is Decimal else Decimal(b))
 
 
 def _int_add(a: Any, b: Any) -> Any:
@@ -71,7 +73,10 @@ class Sum:
 
     def add(self, acc: list[Any], value: int | float) -> list[Any]:
         if type(value) is int:
-            return [_int_add(acc[0], value), acc[1] or False]
+            total = acc[0]
+            if type(total) is int:  # _int_add's common case, inline
+                return [total + value, acc[1] or False]
+            return [_num_add(total, value), acc[1] or False]
         return [_num_add(acc[0], exact(value)), acc[1] or isinstance(value, float)]
 
     def add_all(self, acc: list[Any], values: list[Any]) -> list[Any]:
@@ -129,13 +134,16 @@ class Extreme:
 
     def add(self, acc: list[Any], value: int | float) -> list[Any]:
         current = acc[0]
-        if type(value) is int and type(current) is int:
-            # _better for two ints, without building the candidate when it loses.
-            if value == current:
-                return [current, False]
-            if (value > current) == self.largest:
-                return [value, False]
-            return acc
+        if type(value) is int:
+            if type(current) is int:
+                # _better for two ints, without building the candidate when it loses.
+                if value == current:
+                    return [current, False]
+                if (value > current) == self.largest:
+                    return [value, False]
+                return acc
+            if current is None:
+                return [value, False]  # _better of nothing and this value
         return self._better(acc, [exact(value), isinstance(value, float)])
 
     def add_all(self, acc: list[Any], values: list[Any]) -> list[Any]:
@@ -238,6 +246,11 @@ def build_aggregates(pipeline: Pipeline) -> list[AggregateFunction]:
 
 _INTS = {int}
 
+# AccumulatorSet.of_event: `add(create(), v)` of a plain int v is [v, False] for sum, min
+# and max, [v, 1] for avg; a count adds one whatever the value.
+_COUNT, _PAIR, _AVG = 0, 1, 2
+_FIRST_KINDS: dict[type, int] = {Count: _COUNT, Sum: _PAIR, Extreme: _PAIR, Avg: _AVG}
+
 
 def _plain(value: Any) -> bool:
     """An immutable accumulator value: shared between accumulators without copying."""
@@ -289,6 +302,16 @@ class AccumulatorSet:
                    for v in template.values())
         self._template = template if flat else None
         self._lists = [name for name, v in template.items() if type(v) is list]
+        # of_event's step per aggregate, in create()'s order: what `add` makes of an empty
+        # accumulator and a plain int, for the built-ins (None: another aggregate is here).
+        firsts: list[tuple[str, str | None, int, Any]] | None = []
+        for name, f in self.by_state.items():
+            kind = _FIRST_KINDS.get(type(f))
+            if kind is None or firsts is None:
+                firsts = None
+                continue
+            firsts.append((name, None if name in self._counters else f.field, kind, f.add))
+        self._firsts = firsts
 
     def _create_each(self) -> dict[str, Any]:
         return {name: create() for name, create in self._creators}
@@ -299,6 +322,30 @@ class AccumulatorSet:
         acc = self._template.copy()
         for name in self._lists:
             acc[name] = acc[name].copy()  # a list of its own, as create() returns
+        return acc
+
+    def of_event(self, values: dict[str, Any]) -> dict[str, Any]:
+        """create() with one event added (add_event): a batch group's accumulator when the
+        group holds one event, as most do, without building the empty one first."""
+        firsts = self._firsts
+        if firsts is None or self._template is None:
+            acc = self.create()
+            self.add_event(acc, values)
+            return acc
+        template = self._template
+        acc = {}
+        for name, field, kind, add in firsts:
+            value = values.get(field) if field else True
+            if value is None:  # absent: left as created
+                empty = template[name]
+                acc[name] = empty.copy() if type(empty) is list else empty
+            elif kind == _COUNT:
+                acc[name] = template[name] + 1
+            elif type(value) is int:
+                acc[name] = [value, False] if kind == _PAIR else [value, 1]
+            else:
+                empty = template[name]
+                acc[name] = add(empty.copy() if type(empty) is list else empty, value)
         return acc
 
     def add_event(self, acc: dict[str, Any], values: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@ Kafka), and the partial-failure response in the shape that source's mapping expe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from tidegate.sources import kinesis, msk
@@ -17,7 +18,7 @@ def event_source(event: dict[str, Any]) -> str:
     return str(event.get("eventSource") or "unknown")
 
 
-def records_of(event: dict[str, Any]) -> list[SourceRecord]:
+def records_of(event: dict[str, Any]) -> Sequence[SourceRecord]:
     source = event_source(event)
     if source == "aws:kinesis":
         return kinesis.records_of(event)

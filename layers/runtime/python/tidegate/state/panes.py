@@ -41,13 +41,18 @@ class PaneState:
         )
 
     def locate(self, key: str, time_ms: int) -> tuple[str, str]:
-        pane = self.assigner.pane_of(time_ms)
+        return self.item_of(key, self.assigner.pane_of(time_ms))
+
+    def item_of(self, key: str, pane: int) -> tuple[str, str]:
+        """(PK, SK) of the key's item of the pane starting at `pane`."""
         sk = self._sks.get(pane)
         if sk is None:
             if len(self._sks) >= _MEMO_LIMIT:
                 self._sks.clear()
             sk = self._sks[pane] = keys.pane_sk(pane)
-        return self._item_keys(key)[0], sk
+        # _item_keys, its memo read inline (once per batch group).
+        found = self._keys.get(key) or self._item_keys(key)
+        return found[0], sk
 
     def slot(self, time_ms: int) -> int:
         return time_ms - time_ms % self._pane_ms  # assigner.pane_of, inline: once per event
@@ -91,51 +96,76 @@ class PaneState:
         expected = int(item["ver"]) if item else None
         if not fresh:
             return Verdict(None, expected, [], [], duplicates)
-
-        a = self.assigner
-        last_ws, first_unfinal = self._pane_bounds(sk, watermark)
-        if item is None:
-            floor_ws = first_unfinal
-        else:
-            floor_ws = max(int(item["first_ws"]), int(item["next_ws"]))
-        open_ws = max(floor_ws, first_unfinal)
-        while item is not None and open_ws <= last_ws and keys.snapshot_attrs(open_ws)[0] in item:
-            open_ws += a.slide_ms  # frozen by the closer: final already
-        if open_ws > last_ws:
+        new = self.merged(
+            key, sk, [event.time_ms for _, event in fresh],
+            [event.values for _, event in fresh], item, watermark,
+        )
+        if new is None:
             return Verdict(None, expected, [], fresh, duplicates)
+        new["hw"] = marks
+        return Verdict(new, expected, [r for r, _ in fresh], [], duplicates)
 
-        batch_acc = self.acc.create()
-        times = [event.time_ms for _, event in fresh]
-        self.acc.add_events(batch_acc, [event.values for _, event in fresh])
-
+    def merged(
+        self, key: str, sk: str, times: list[int], values: list[dict[str, Any]],
+        item: dict[str, Any] | None, watermark: int,
+    ) -> dict[str, Any] | None:
+        """The item with fresh events (their times and aggregate inputs) merged in, minus its
+        high-water marks (`hw`, the caller's); None when every window of the pane is final
+        at `watermark` (the events are late)."""
+        a = self.assigner
+        # _pane_bounds and _item_keys below with their memos read inline: once per group.
+        last_ws, first_unfinal = self._bounds.get((sk, watermark)) or self._pane_bounds(
+            sk, watermark
+        )
         if item is None:
-            pk, open_pk = self._item_keys(key)
-            new: dict[str, Any] = {
+            # A new pane: its first window is the first not final (the steps below, with
+            # floor_ws = first_unfinal and nothing frozen).
+            if first_unfinal > last_ws:
+                return None
+            pk, open_pk = self._keys.get(key) or self._item_keys(key)
+            if len(times) == 1:
+                tmin = tmax = times[0]
+                batch_acc = self.acc.of_event(values[0])
+            else:
+                tmin, tmax = min(times), max(times)
+                batch_acc = self.acc.create()
+                self.acc.add_events(batch_acc, values)
+            return {
                 "PK": pk,
                 "SK": sk,
                 "acc": batch_acc,
-                "n": len(fresh),
+                "n": len(times),
                 "ver": 1,
-                "first_ws": open_ws,
-                "next_ws": open_ws,
-                "tmin": min(times),
-                "tmax": max(times),
+                "first_ws": first_unfinal,
+                "next_ws": first_unfinal,
+                "tmin": tmin,
+                "tmax": tmax,
                 "open_pk": open_pk,
                 # When the closer first looks at the pane's next window.
-                "open_sk": open_ws + self._first_look,
+                "open_sk": first_unfinal + self._first_look,
             }
+        floor_ws = max(int(item["first_ws"]), int(item["next_ws"]))
+        open_ws = max(floor_ws, first_unfinal)
+        while open_ws <= last_ws and keys.snapshot_attrs(open_ws)[0] in item:
+            open_ws += a.slide_ms  # frozen by the closer: final already
+        if open_ws > last_ws:
+            return None
+
+        if len(values) == 1:
+            batch_acc = self.acc.of_event(values[0])
         else:
-            new = dict(item)
-            # Final but not yet closed windows keep the pane as it was before this batch.
-            for ws in range(floor_ws, open_ws, a.slide_ms):
-                acc_attr, n_attr = keys.snapshot_attrs(ws)
-                if acc_attr not in new:
-                    new[acc_attr] = item["acc"]
-                    new[n_attr] = item["n"]
-            new["acc"] = self.acc.merge(item["acc"], batch_acc)
-            new["n"] = int(item["n"]) + len(fresh)
-            new["ver"] = int(item["ver"]) + 1
-            new["tmin"] = min(int(item.get("tmin", min(times))), min(times))
-            new["tmax"] = max(int(item.get("tmax", max(times))), max(times))
-        new["hw"] = marks
-        return Verdict(new, expected, [r for r, _ in fresh], [], duplicates)
+            batch_acc = self.acc.create()
+            self.acc.add_events(batch_acc, values)
+        new = dict(item)
+        # Final but not yet closed windows keep the pane as it was before this batch.
+        for ws in range(floor_ws, open_ws, a.slide_ms):
+            acc_attr, n_attr = keys.snapshot_attrs(ws)
+            if acc_attr not in new:
+                new[acc_attr] = item["acc"]
+                new[n_attr] = item["n"]
+        new["acc"] = self.acc.merge(item["acc"], batch_acc)
+        new["n"] = int(item["n"]) + len(times)
+        new["ver"] = int(item["ver"]) + 1
+        new["tmin"] = min(int(item.get("tmin", min(times))), min(times))
+        new["tmax"] = max(int(item.get("tmax", max(times))), max(times))
+        return new

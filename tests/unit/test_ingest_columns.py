@@ -1,0 +1,302 @@
+"""A Kinesis batch taken as columns (ingest._ColumnBatch) has exactly the effect of the same
+records taken one by one: the same items written, the same dead letters with the same
+reasons, the same late records, watermark moves and failures, whatever the batch holds."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from dataclasses import asdict
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.support import BASE_MS, SHARD0, kinesis_event, pipeline_spec, seq
+from tidegate import redrive, sources
+from tidegate.aggregates.builtin import AccumulatorSet, build_aggregates
+from tidegate.ingest import BatchOutcome, Ingestor
+from tidegate.schemas.compile import compile_schema
+from tidegate.schemas.decode import JsonDecoder
+from tidegate.sources.kinesis import KinesisBatch
+from tidegate.spec import Pipeline, parse_pipeline
+from tidegate.state.panes import PaneState
+from tidegate.watermark import MIN_WATERMARK, WatermarkState
+from tidegate.windows import assigner_for
+
+ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/tg-events"
+ARRIVAL_S = (BASE_MS + 60_000) / 1000
+
+
+def _pipeline(window: dict[str, Any]) -> Pipeline:
+    return parse_pipeline(pipeline_spec(
+        schema={"name": "Reading", "fields": {
+            "user": "string", "ts": "timestamp", "v": "number", "qty": "integer?",
+        }},
+        window=window,
+        watermark={"delay": "2s", "idle_timeout": "1m", "max_future_skew": "30s"},
+        aggregates={"n": {"op": "count"}, "total": {"op": "sum", "field": "v"},
+                    "hi": {"op": "max", "field": "v"}, "lo": {"op": "min", "field": "qty"},
+                    "mean": {"op": "avg", "field": "v"}},
+    ))
+
+
+PIPELINES = [_pipeline({"type": "tumbling", "size": "10s"}),
+             _pipeline({"type": "sliding", "size": "30s", "slide": "10s"})]
+
+
+class Store:
+    """Versioned items in memory; the first update of a key's item in `conflicts` meets
+    another write (as if the closer had written the item in between: its version moves on)."""
+
+    def __init__(self, conflicts: set[str]) -> None:
+        self.items: dict[tuple[str, str], dict[str, Any]] = {}
+        self.conflicts = set(conflicts)
+        self.log: list[str] = []
+
+    def batch_get(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
+        return {p: copy.deepcopy(self.items[p]) for p in pairs if p in self.items}
+
+    def get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        self.log.append(f"get {pk} {sk}")
+        item = self.items.get((pk, sk))
+        return copy.deepcopy(item) if item is not None else None
+
+    def put_versioned(self, item: dict[str, Any], expected_version: int | None) -> bool:
+        at = (item["PK"], item["SK"])
+        self.log.append(f"put {at} {expected_version}")
+        current = self.items.get(at)
+        if current is not None and item["PK"] in self.conflicts:
+            self.conflicts.discard(item["PK"])
+            current["ver"] = int(current["ver"]) + 1
+            return False
+        if (None if current is None else int(current["ver"])) != expected_version:
+            return False
+        self.items[at] = copy.deepcopy(item)
+        return True
+
+
+class Watermarks:
+    def __init__(self, floor: int) -> None:
+        self.floor = floor
+        self.calls: list[tuple[Any, ...]] = []
+
+    def read(self) -> WatermarkState:
+        return WatermarkState(floor=self.floor)
+
+    def advance_partition(self, *args: Any) -> None:
+        self.calls.append(("advance", *args))
+
+    def record_position(self, *args: Any) -> None:
+        self.calls.append(("position", *args))
+
+    def hold_partition(self, *args: Any) -> None:
+        self.calls.append(("hold", *args))
+
+    def touch_partition(self, *args: Any, **kwargs: Any) -> None:
+        self.calls.append(("touch", *args, tuple(sorted(kwargs.items()))))
+
+
+class Queue:
+    def __init__(self, refuse: bool = False) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.refuse = refuse
+
+    def send(self, messages: list[dict[str, Any]]) -> list[int]:
+        if self.refuse:
+            return list(range(len(messages)))
+        self.messages += messages
+        return []
+
+
+class Run:
+    def __init__(self, pipeline: Pipeline, floor: int, conflicts: set[str],
+                 refuse_dead: bool, concurrency: int = 1) -> None:
+        self.store = Store(conflicts)
+        self.watermarks = Watermarks(floor)
+        self.dead = Queue(refuse_dead)
+        self.late = Queue()
+        windows = PaneState(pipeline, assigner_for(pipeline),  # type: ignore[arg-type]
+                            AccumulatorSet(build_aggregates(pipeline)))
+        self.ingestor = Ingestor(
+            pipeline=pipeline,
+            decoder=JsonDecoder(pipeline, compile_schema(pipeline)),
+            windows=windows,
+            store=self.store,  # type: ignore[arg-type]
+            watermarks=self.watermarks,  # type: ignore[arg-type]
+            dead_letters=self.dead,  # type: ignore[arg-type]
+            late_output=self.late,  # type: ignore[arg-type]
+            expected_partitions=list,
+            now_ms=lambda: BASE_MS + 60_000,
+            write_concurrency=concurrency,
+        )
+        self.concurrency = concurrency
+
+    def process(self, event: dict[str, Any], columns: bool, stop_after: int | None) -> Any:
+        records = sources.records_of(copy.deepcopy(event))
+        assert isinstance(records, KinesisBatch)
+        if columns:
+            assert records.columns() is not None  # the batch IS taken as columns
+        else:
+            records = list(records)  # type: ignore[assignment]  # one by one
+        calls = [0]
+
+        def time_left() -> int:
+            calls[0] += 1
+            return 60_000 if stop_after is None or calls[0] <= stop_after else 1_000
+
+        outcome = self.ingestor.process(records, time_left if stop_after is not None else None)
+        plain = _plain(outcome)
+        if self.concurrency > 1:
+            plain["failed"] = sorted(plain["failed"])
+        return plain
+
+    def state(self) -> Any:
+        logs: list[Any] = [self.store.log, self.dead.messages, self.late.messages]
+        if self.concurrency > 1:  # groups written side by side: in no set order
+            logs = [sorted(map(repr, log)) for log in logs]
+        return (repr(sorted(self.store.items.items())), self.watermarks.calls, *logs)
+
+
+def _plain(outcome: BatchOutcome) -> dict[str, Any]:
+    plain = asdict(outcome)
+    plain["failed"] = [(r.partition, r.position, r.data_b64) for r in outcome.failed]
+    return plain
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+# Mostly valid events of a few keys, so items are updated, redelivered and contended.
+_users = st.sampled_from(["a", "a", "b", "c", "zoë", "x" * 2_000])
+_times = st.integers(0, 9).flatmap(lambda kind: (
+    st.integers(min_value=BASE_MS + 95_000, max_value=BASE_MS + 200_000) if kind == 0  # ahead
+    else st.sampled_from(["2023-11-14T22:13:25+00:00", "2023-11-14T22:13:21.5Z", -1, 1.5])
+    if kind == 1
+    else st.integers(min_value=BASE_MS - 40_000, max_value=BASE_MS + 60_000)
+))
+_values = st.one_of(st.integers(min_value=-5, max_value=10**20), st.floats(-1e6, 1e6),
+                    st.sampled_from([0.1, 2.5, True, "7", None]))
+
+
+@st.composite
+def _events(draw: st.DrawFn) -> dict[str, Any]:
+    event: dict[str, Any] = {"user": draw(_users), "ts": draw(_times), "v": draw(_values)}
+    if draw(st.booleans()):
+        event["qty"] = draw(st.one_of(st.none(), st.integers(-3, 3), st.just(2**64)))
+    if draw(st.integers(0, 19)) == 0:
+        del event[draw(st.sampled_from(["user", "ts", "v"]))]
+    return event
+
+
+_junk = st.sampled_from([
+    "not base64!", "QUJD=", _b64(b"\xff\xfe\x00"), _b64(b"{"), _b64(b"[1, 2]"), _b64(b"null"),
+    _b64(b'{"user": 5, "ts": 1700000001000, "v": 1}'), _b64(b"  "), "",
+])
+
+
+@st.composite
+def _data(draw: st.DrawFn) -> str:
+    kind = draw(st.integers(0, 14))
+    if kind == 0:
+        return draw(_junk)
+    payload = json.dumps(draw(_events())).encode("utf-8")
+    if kind == 1:  # a redriven dead letter, its id repeated across records
+        rid = draw(st.sampled_from(["r1", "r2"]))
+        return _b64(redrive.wrap(payload, rid, {"partition": SHARD0, "position": "1"}))
+    return _b64(payload)
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    pipeline=st.sampled_from(PIPELINES),
+    first=st.lists(_data(), min_size=1, max_size=25),
+    second=st.lists(_data(), max_size=10),
+    redeliver_from=st.integers(0, 25),
+    floor=st.sampled_from([MIN_WATERMARK, BASE_MS - 15_000, BASE_MS + 5_000]),
+    conflict=st.sampled_from([set(), {'A#tg-test#v1#["a"]'}, {'A#tg-test#v1#["b"]'}]),
+    stop_after=st.one_of(st.none(), st.integers(1, 6)),
+    refuse_dead=st.booleans(),
+    kinesis_positions=st.booleans(),
+    concurrency=st.sampled_from([1, 1, 3]),
+)
+def test_a_batch_as_columns_has_the_effect_of_its_records_one_by_one(
+    pipeline: Pipeline, first: list[str], second: list[str], redeliver_from: int, floor: int,
+    conflict: set[str], stop_after: int | None, refuse_dead: bool, kinesis_positions: bool,
+    concurrency: int,
+) -> None:
+    # GIVEN a batch, then a redelivery of part of it with new records after (duplicates);
+    # positions as Kinesis numbers them, or of growing widths (offsets from 8: 9, 10 ...)
+    position = seq if kinesis_positions else lambda i: str(8 + i)
+    numbered = [(position(i), data) for i, data in enumerate(first + second)]
+    batches = [numbered[: len(first)], numbered[min(redeliver_from, len(first)):]]
+    events = [kinesis_event(b, ARN, arrival_s=ARRIVAL_S) for b in batches if b]
+    by_columns = Run(pipeline, floor, conflict, refuse_dead, concurrency)
+    one_by_one = Run(pipeline, floor, conflict, refuse_dead, concurrency)
+
+    if concurrency > 1:
+        stop_after = None  # which groups run out of time would depend on thread timing
+    # WHEN each takes the batches, as columns and record by record
+    for event in events:
+        expected = one_by_one.process(event, columns=False, stop_after=stop_after)
+        assert by_columns.process(event, columns=True, stop_after=stop_after) == expected
+
+    # THEN every effect is the same
+    assert by_columns.state() == one_by_one.state()
+
+
+def _event(records: list[tuple[str, str]], shard: str = SHARD0) -> dict[str, Any]:
+    return kinesis_event([(s, d) for s, d in records], ARN, shard=shard, arrival_s=ARRIVAL_S)
+
+
+@pytest.mark.parametrize("records, shards", [
+    ([(seq(2), "e30="), (seq(1), "e30=")], None),  # positions out of order
+    ([(seq(1), "e30="), (seq(1), "e30=")], None),  # a position twice
+    ([("7", "e30="), ("007", "e30=")], None),  # one position twice, written two ways
+    ([("", "e30=")], None),  # no position
+    ([("-1", "e30=")], None),  # not digits
+    ([(seq(1), "e30="), (seq(2), "e30=")], [SHARD0, "shardId-000000000001"]),
+    ([(seq(1), "e30="), (seq(2), "e30=")], [SHARD0, f"{SHARD0}:x"]),  # x:seq after the shard
+    ([(seq(1), "e30="), (seq(2), "e30=")], [SHARD0, f"x{SHARD0}"]),  # the shard inside an id
+    ([(seq(1), "e30="), (seq(2), "e30=")], [SHARD0, f"\0{SHARD0}"]),  # a NUL in an id
+])
+def test_a_batch_unlike_kinesis_is_taken_record_by_record(
+    records: list[tuple[str, str]], shards: list[str] | None
+) -> None:
+    event = _event(records)
+    for rec, shard in zip(event["Records"], shards or [], strict=False):
+        rec["eventID"] = f"{shard}:{rec['kinesis']['sequenceNumber']}"
+
+    batch = sources.records_of(event)
+
+    assert isinstance(batch, KinesisBatch)
+    assert batch.columns() is None
+
+
+def test_a_kinesis_batch_reads_as_the_list_of_its_records() -> None:
+    event = _event([(seq(1), "e30="), (seq(2), "eyJhIjoxfQ==")])
+    batch = sources.records_of(event)
+
+    assert len(batch) == 2
+    assert batch[-1] is batch[1] is list(batch)[1]  # one object per record
+    assert batch[0].position == seq(1) and batch[1].data_b64 == "eyJhIjoxfQ=="
+    assert batch[0].arrival_ms == int(ARRIVAL_S * 1000)
+    assert batch[0].partition == SHARD0 and batch[0].partition_key == "pk"
+    assert batch[:1] == [batch[0]]
+    assert batch == list(batch)
+    columns = batch.columns()
+    assert columns is not None
+    assert (columns.shard, columns.marks, columns.data) == (
+        SHARD0, [seq(1), seq(2)], ["e30=", "eyJhIjoxfQ=="])
+    with pytest.raises(IndexError):
+        batch[2]
+
+
+def test_positions_of_different_widths_are_marked_to_compare_as_numbers() -> None:
+    columns = sources.records_of(_event([("9", "e30="), ("10", "e30=")])).columns()
+
+    assert columns is not None
+    assert columns.marks == ["9".zfill(64), "10".zfill(64)]
