@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
@@ -12,16 +13,21 @@ from tidegate_dev.local.moto_speedups import cheap_sqs_sends
 from tidegate_dev.local.server import endpoint
 
 
+def unique(base: str) -> str:
+    """moto's state belongs to the process: every test names its own resources."""
+    return f"{base}-{uuid.uuid4().hex[:8]}"
+
+
 def test_sqs_sends_with_the_cheap_attribute_map_keep_moto_semantics() -> None:
     with endpoint():
         sqs = client("sqs")
-        plain = sqs.create_queue(QueueName="plain")["QueueUrl"]
+        plain = sqs.create_queue(QueueName=unique("plain"))["QueueUrl"]
         fifo = sqs.create_queue(
-            QueueName="dedup.fifo",
+            QueueName=unique("dedup") + ".fifo",
             Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"},
         )["QueueUrl"]
-        strict = sqs.create_queue(QueueName="strict.fifo", Attributes={"FifoQueue": "true"})[
-            "QueueUrl"]
+        strict = sqs.create_queue(QueueName=unique("strict") + ".fifo",
+                                  Attributes={"FifoQueue": "true"})["QueueUrl"]
 
         out = sqs.send_message_batch(QueueUrl=plain, Entries=[
             {"Id": str(i), "MessageBody": f"m{i}"} for i in range(10)])
@@ -51,7 +57,7 @@ def test_a_send_no_longer_looks_at_every_message_in_the_queue(
     assert SQSBackend.send_message.tidegate_patched  # type: ignore[attr-defined]
     with endpoint():
         sqs = client("sqs")
-        url = sqs.create_queue(QueueName="deep")["QueueUrl"]
+        url = sqs.create_queue(QueueName=unique("deep"))["QueueUrl"]
         entries = [{"Id": str(i), "MessageBody": "x"} for i in range(10)]
         for _ in range(100):  # 1,000 messages in the queue
             sqs.send_message_batch(QueueUrl=url, Entries=entries)
@@ -76,7 +82,7 @@ def test_a_send_no_longer_looks_at_every_message_in_the_queue(
 def test_reading_a_queue_back_keeps_moto_semantics() -> None:
     with endpoint():
         sqs = client("sqs")
-        url = sqs.create_queue(QueueName="readback")["QueueUrl"]
+        url = sqs.create_queue(QueueName=unique("readback"))["QueueUrl"]
         for start in range(0, 30, 10):
             sqs.send_message_batch(QueueUrl=url, Entries=[
                 {"Id": str(i), "MessageBody": f"m{i}"} for i in range(start, start + 10)])
@@ -114,10 +120,11 @@ def test_a_message_past_its_retention_period_is_not_received() -> None:
 
     with endpoint():
         sqs = client("sqs")
-        url = sqs.create_queue(QueueName="short", Attributes={
+        name = unique("short")
+        url = sqs.create_queue(QueueName=name, Attributes={
             "MessageRetentionPeriod": "60"})["QueueUrl"]
         sqs.send_message(QueueUrl=url, MessageBody="old")
-        queue = sqs_backends["123456789012"]["us-east-1"].get_queue("short")
+        queue = sqs_backends["123456789012"]["us-east-1"].get_queue(name)
         queue._messages[0].sent_timestamp -= 61_000  # sent 61 s ago
         assert "Messages" not in sqs.receive_message(QueueUrl=url)
         sqs.send_message(QueueUrl=url, MessageBody="fresh")
@@ -132,7 +139,7 @@ def test_draining_a_queue_no_longer_reads_its_attribute_map_per_message(
 
     with endpoint():
         sqs = client("sqs")
-        url = sqs.create_queue(QueueName="drain")["QueueUrl"]
+        url = sqs.create_queue(QueueName=unique("drain"))["QueueUrl"]
         for _ in range(20):
             sqs.send_message_batch(QueueUrl=url, Entries=[
                 {"Id": str(i), "MessageBody": "x"} for i in range(10)])
@@ -174,10 +181,12 @@ def test_moto_lists_its_service_directory_once(monkeypatch: pytest.MonkeyPatch) 
 
     with endpoint():  # the server looks up every request's host in that list
         db = client("dynamodb")
-        db.list_tables()  # the first request loads moto's service models (a listing too)
+        # the first request loads moto's service models (a listing too); moto's state is
+        # the process's, so other tests' tables may be listed
+        tables = db.list_tables()["TableNames"]
         monkeypatch.setattr(os, "listdir", counted)
         for _ in range(3):
-            assert db.list_tables()["TableNames"] == []
+            assert db.list_tables()["TableNames"] == tables
     assert listings["n"] == 0
     assert "dynamodb" in backends.list_of_moto_modules()
 
@@ -217,12 +226,13 @@ def test_a_repeated_update_expression_applies_each_requests_values() -> None:
     assert UpdateExpressionParser.make(expression) is UpdateExpressionParser.make(expression)
     with endpoint():
         db = client("dynamodb")
-        _table(db, "t")
+        t = unique("t")
+        _table(db, t)
         key = {"PK": {"S": "k"}, "SK": {"S": "s"}}
-        db.put_item(TableName="t", Item={**key, "tags": {"L": []}})
+        db.put_item(TableName=t, Item={**key, "tags": {"L": []}})
         for v in (1, 10, 100):
             out = db.update_item(
-                TableName="t", Key=key, UpdateExpression=expression,
+                TableName=t, Key=key, UpdateExpression=expression,
                 ExpressionAttributeNames={"#a": "total"},
                 ExpressionAttributeValues={":zero": {"N": "0"}, ":v": {"N": str(v)},
                                            ":t": {"L": [{"N": str(v)}]}},
@@ -233,7 +243,7 @@ def test_a_repeated_update_expression_applies_each_requests_values() -> None:
         assert out["tags"] == {"L": [{"N": "1"}, {"N": "10"}, {"N": "100"}]}
         for _ in range(2):  # an invalid expression is refused every time, not cached
             with pytest.raises(ClientError, match="ValidationException"):
-                db.update_item(TableName="t", Key=key, UpdateExpression="SET = :v",
+                db.update_item(TableName=t, Key=key, UpdateExpression="SET = :v",
                                ExpressionAttributeValues={":v": {"N": "1"}})
 
 
@@ -316,8 +326,9 @@ def test_index_projections_keep_what_moto_keeps() -> None:
     key = [{"AttributeName": "g", "KeyType": "HASH"}, {"AttributeName": "r", "KeyType": "RANGE"}]
     with endpoint():
         db = client("dynamodb")
+        p = unique("p")
         db.create_table(
-            TableName="p", BillingMode="PAY_PER_REQUEST",
+            TableName=p, BillingMode="PAY_PER_REQUEST",
             KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"},
                        {"AttributeName": "SK", "KeyType": "RANGE"}],
             AttributeDefinitions=[{"AttributeName": n, "AttributeType": t} for n, t in
@@ -331,18 +342,18 @@ def test_index_projections_keep_what_moto_keeps() -> None:
             ],
         )
         for i, n in enumerate(("1.50", "100", "-0.25")):
-            db.put_item(TableName="p", Item={
+            db.put_item(TableName=p, Item={
                 "PK": {"S": f"k{i}"}, "SK": {"S": "s"}, "g": {"S": "G"}, "r": {"N": str(i)},
                 "n": {"N": n}, "m": {"M": {"x": {"L": [{"S": "y"}, {"NS": ["1", "2"]}]}}},
                 "s": {"SS": ["b", "a"]}, "big": {"S": "z" * 100}})
-        table = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].tables["p"]
+        table = dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].tables[p]
         for index in table.global_indexes:
             for item in table.all_items():
                 ours = SecondaryIndex.project(index, item)
                 theirs = SecondaryIndex.project.original(index, item)  # type: ignore[attr-defined]
                 assert ours.to_json() == theirs.to_json(), index.name
                 assert (ours.hash_key, ours.range_key) == (theirs.hash_key, theirs.range_key)
-        page = db.query(TableName="p", IndexName="inc", KeyConditionExpression="g = :g",
+        page = db.query(TableName=p, IndexName="inc", KeyConditionExpression="g = :g",
                         ExpressionAttributeValues={":g": {"S": "G"}})["Items"]
         assert [sorted(i) for i in page] == [["PK", "SK", "g", "m", "n", "r", "s"]] * 3
         assert [i["n"] for i in page] == [{"N": "1.50"}, {"N": "100"}, {"N": "-0.25"}]
