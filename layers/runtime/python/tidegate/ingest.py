@@ -233,15 +233,19 @@ class Ingestor:
             outcome.aggregated += verdict
             outcome.groups_written += 1
         elif isinstance(verdict, Verdict):
-            outcome.aggregated += len(verdict.applied)
-            outcome.duplicates_skipped += verdict.duplicates
-            outcome.groups_written += verdict.item is not None
-            outcome.late += len(verdict.late)
+            Ingestor._count(verdict, outcome)
         elif batch is not None and group.indices is not None:
             return batch.records(group)
         else:
             return [r for r, _ in group.members]
         return []
+
+    @staticmethod
+    def _count(verdict: Verdict, outcome: BatchOutcome) -> None:
+        outcome.aggregated += len(verdict.applied)
+        outcome.duplicates_skipped += verdict.duplicates
+        outcome.groups_written += verdict.item is not None
+        outcome.late += len(verdict.late)
 
     def _each_group(
         self, ordered: list[_Group], write: Callable[[_Group], Verdict | int | None]
@@ -573,7 +577,7 @@ class _ColumnBatch:
                 applied += verdict
                 written += 1
             elif isinstance(verdict, Verdict):
-                ingest._tally(_Group(at[0], at[1], key, []), verdict, outcome, None)
+                ingest._count(verdict, outcome)
             else:
                 failed += [self.batch.record(i) for i in indices]
         outcome.aggregated += applied
