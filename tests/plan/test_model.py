@@ -54,10 +54,10 @@ def test_a_small_known_case_follows_the_stated_rules() -> None:
     # (0.5 s of events in a 60 s pane) that straddle a pane boundary.
     groups = 1_000 * (1 - (1 - 1 / 1_000) ** 500) * (1 + 0.5 / 60)
     assert p.ingest["groups_per_invocation"] == pytest.approx(groups, rel=1e-3)
-    # Duration: CPU at 1,024 MB's share of a vCPU, plus requests in sequence at 0.5 ms:
-    # ceil(groups / 100) BatchGetItems, one write per group, one watermark update.
+    # Duration: CPU at 1,024 MB's share of a vCPU, plus requests at 0.5 ms: ceil(groups /
+    # 100) BatchGetItems and one watermark update in sequence, one write per group, 8 at once.
     cpu_s = 500 * 20e-6 / (1_024 / 1_769)
-    wait_s = (math.ceil(groups / 100) + groups + 1) * 0.5e-3
+    wait_s = (math.ceil(groups / 100) + 1 + groups / 8) * 0.5e-3
     assert p.ingest["duration_ms"] == pytest.approx((cpu_s + wait_s) * 1_000, rel=1e-3)
 
     # DynamoDB: a 1,500 B pane is 2 write units and 1 read unit.
@@ -106,9 +106,13 @@ def test_shards_follow_the_write_limits(rate: float, event_bytes: float, shards:
     assert plan(uniform(rate, 1_000, event_bytes=event_bytes), a=cheap).source["shards"] == shards
 
 
-def test_slow_ingest_adds_shards_until_the_hottest_keeps_up() -> None:
-    # GIVEN writes of 5 ms in sequence: one shard cannot write 1,000 events/s of distinct keys
-    a = Assumptions(ddb_latency_ms=5.0)
+@pytest.mark.parametrize(("in_flight", "latency_ms"), [(1, 5.0), (8, 40.0)])
+def test_slow_ingest_adds_shards_until_the_hottest_keeps_up(
+    in_flight: int, latency_ms: float
+) -> None:
+    # GIVEN writes of `latency_ms`, `in_flight` at a time (the batch read and the watermark
+    # write in sequence): one shard cannot write 1,000 events/s of distinct keys
+    a = Assumptions(ddb_latency_ms=latency_ms, ingest_concurrency=in_flight)
     w = uniform(1_000, 100_000)
     p = plan(w, a=a)
     n = p.source["shards"]
@@ -122,14 +126,20 @@ def test_slow_ingest_adds_shards_until_the_hottest_keeps_up() -> None:
             keys = 100_000 * (1 - (1 - 1 / 100_000) ** batch)
             groups = min(batch, keys * (1 + min(1.0, batch / rate / 60)))
             seconds = (batch * 20e-6 * 1_769 / 1_024
-                       + (math.ceil(groups / 100) + groups + 1) * 5e-3)
+                       + (math.ceil(groups / 100) + 1 + groups / in_flight) * latency_ms / 1e3)
             if rate / batch * seconds <= 0.8 or batch >= 500:
                 return rate / batch * seconds
             batch = min(500.0, batch * 1.5)
 
     assert busy(n) <= 0.8 < busy(n - 1)  # the fewest shards that keep up
-    # More DynamoDB requests in flight per invocation need fewer shards.
-    assert plan(w, a=dataclasses.replace(a, ingest_concurrency=8)).source["shards"] < n
+    # More group writes in flight per invocation need fewer shards.
+    assert plan(w, a=dataclasses.replace(a, ingest_concurrency=4 * in_flight)).source["shards"] < n
+
+
+def test_an_ingest_invocation_has_the_deployed_write_concurrency_of_groups_in_flight() -> None:
+    from tidegate.runtime import LAMBDA_WRITE_CONCURRENCY
+
+    assert Assumptions().ingest_concurrency == LAMBDA_WRITE_CONCURRENCY == 8
 
 
 def test_key_partitioning_sizes_shards_for_the_hottest_key() -> None:
@@ -193,7 +203,25 @@ def test_auto_partitioning_falls_back_to_random_when_a_key_outgrows_a_shard() ->
     assert 50_000 * p.source["hottest_key_share"] > 1_000
     assert p.source["partitioning"] == "random"
     assert p.ingest["parallelization_factor"] == 1  # exactly-once needs it without key order
-    assert any(f.startswith("partitioning:") for f in p.flags)
+    assert p.flags[0].startswith("partitioning: partitioning by key cannot carry the hottest "
+                                 f"key ({50_000 * p.source['hottest_key_share']:,.0f} events/s)")
+
+
+def test_auto_partitioning_says_what_key_partitioning_would_have_cost() -> None:
+    # GIVEN uniform keys: any shard carries the hottest key, so only cost can rule it out
+    w = Workload(events_per_second=10_000, keys=10_000_000, event_bytes=70, zipf_s=0.0)
+    chosen = plan(w, a=Assumptions())
+    by_key = plan(dataclasses.replace(w, partitioning="key"), a=Assumptions())
+    # By key, a shard at exactly 1,000 records/s plus the hottest key's share is over the
+    # limit: 11 shards against 10, so random keys are (slightly) cheaper
+    assert (by_key.source["shards"], chosen.source["shards"]) == (11, 10)
+    assert chosen.source["partitioning"] == "random"
+    assert by_key.total_usd_per_hour > chosen.total_usd_per_hour
+    assert chosen.flags[0] == (
+        f"partitioning: partitioning by key would cost ${by_key.total_usd_per_hour:,.2f}"
+        f"/hour against ${chosen.total_usd_per_hour:,.2f}/hour with random keys; this plan "
+        "uses random keys, with ParallelizationFactor 1 and a high-water mark per shard in "
+        "each item a key touches")
 
 
 def test_closer_asks_for_more_index_partitions_when_windows_pile_up() -> None:

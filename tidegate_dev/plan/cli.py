@@ -60,8 +60,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: by key when one shard can carry the hottest key)")
     parser.add_argument("--ingest-concurrency", type=_positive(int, "--ingest-concurrency"),
                         default=Assumptions.ingest_concurrency,
-                        help="DynamoDB requests in flight per ingest invocation (default 1, "
-                             "as the ingest does today)")
+                        help="group writes in flight per ingest invocation "
+                             f"(default {Assumptions.ingest_concurrency}: "
+                             "TIDEGATE_WRITE_CONCURRENCY in Lambda)")
     parser.add_argument("--closer-concurrency", type=_positive(int, "--closer-concurrency"),
                         default=Assumptions.closer_concurrency,
                         help="windows of different keys in flight per closer worker "

@@ -140,7 +140,10 @@ class Assumptions:
     ingest_memory_mb: int = 1_024  # infra IngestSettings.memory_mb
     closer_memory_mb: int = 512  # infra CloserSettings.memory_mb
     ddb_latency_ms: float = cost.Assumptions.ddb_latency_ms  # one in-region round trip
-    ingest_concurrency: int = 1  # DynamoDB requests in flight per invocation (the code: 1)
+    # Group writes in flight per ingest invocation: TIDEGATE_WRITE_CONCURRENCY in Lambda
+    # (Ingestor._write_groups); the batch read before them and the watermark after them
+    # are in sequence.
+    ingest_concurrency: int = LAMBDA_WRITE_CONCURRENCY
     # Windows of different keys in flight per closer worker: TIDEGATE_WRITE_CONCURRENCY,
     # as the closer runs in Lambda (closer.per_key; one key's windows stay in order).
     closer_concurrency: int = LAMBDA_WRITE_CONCURRENCY
@@ -284,11 +287,10 @@ class Model:
         batch = max(1.0, min(largest, rate * self.a.batching_window_s))
         while True:
             groups = self._groups(batch, streams, rate)
-            requests = (math.ceil(groups / BATCH_GET_KEYS) + groups
-                        + self.c.overhead_requests_per_batch)
+            in_sequence = math.ceil(groups / BATCH_GET_KEYS) + self.c.overhead_requests_per_batch
+            rounds = in_sequence + groups / self.a.ingest_concurrency
             run = _Ingest(rate, batch, groups, batch * self.c.cpu_s_per_event / share,
-                          requests * self.a.ddb_latency_ms / 1_000
-                          / self.a.ingest_concurrency)
+                          rounds * self.a.ddb_latency_ms / 1_000)
             if run.utilisation <= self.a.max_utilisation or batch >= largest:
                 return run
             batch = min(largest, batch * 1.5)
@@ -342,6 +344,17 @@ class Model:
         ):
             self._partition_by(True)
             return by_key
+        unit = "shard" if self.shape.source == "kinesis" else "partition"
+        if by_key is None:
+            why = (f"cannot carry the hottest key ({self.rate * self.hot_share:,.0f} events/s) "
+                   f"on one {unit}")
+        else:
+            why = (f"would cost ${by_key.total_usd_per_hour:,.2f}/hour against "
+                   f"${random.total_usd_per_hour:,.2f}/hour with random keys")
+        random.flags.insert(0, (
+            f"partitioning: partitioning by key {why}; this plan uses random keys, with "
+            f"ParallelizationFactor 1 and a high-water mark per {unit} in each item a key "
+            "touches"))
         return random
 
     def _plan(self) -> Plan:
@@ -384,14 +397,6 @@ class Model:
                 f"ingest: the hottest key alone keeps a shard busy "
                 f"{sizing.hot.utilisation:.1f}x over (at any shard count): more than one "
                 "batch at a time can process"
-            )
-        if w.partitioning == "auto" and not self.by_key:
-            unit = "shard" if s.source == "kinesis" else "partition"
-            p.flags.append(
-                f"partitioning: partitioning by key cannot carry the hottest key "
-                f"({hot_rate:,.0f} events/s) on one {unit}, or costs more than random "
-                "partition keys; this plan uses random keys, with ParallelizationFactor 1 and "
-                f"a high-water mark per {unit} in each item a key touches"
             )
         shard_limit = self._shard_limit()
         if s.source == "kinesis" and self.by_key and hot_rate >= shard_limit:
