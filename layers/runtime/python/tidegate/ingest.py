@@ -27,6 +27,7 @@ from typing import Any
 from tidegate import redrive
 from tidegate.aws import retry_budget
 from tidegate.dlq import QueueOutput, dead_letter
+from tidegate.gc_pause import collector_paused
 from tidegate.rejections import FUTURE_TIMESTAMP, LATE, Rejected
 from tidegate.schemas.decode import Event, JsonDecoder
 from tidegate.schemas.eventtime import MAX_EVENT_TIME_MS
@@ -110,7 +111,7 @@ class Ingestor:
         """Process one batch; with `time_left_ms` (the Lambda context's), AWS retries stop
         and the rest of the batch is reported failed before the function would time out."""
         budget_s = None if time_left_ms is None else (time_left_ms() - _REPORT_MS) / 1000
-        with retry_budget(budget_s):
+        with retry_budget(budget_s), collector_paused():
             return self._process(records, time_left_ms)
 
     def _process(
