@@ -46,6 +46,12 @@ def _deliver(env: Any, users: list[str]) -> None:
     assert env.deliver([(seq(i), r) for i, r in enumerate(records)]) == {"batchItemFailures": []}
 
 
+def _one_key(env: Any, pipeline: Pipeline) -> tuple[Any, str]:
+    """Key "a" with two events in window [B, B + 10 s): the closer, and the key's PK."""
+    _deliver(env, ["a"])
+    return env.closer._closer(), keys.key_pk(pipeline.name, pipeline.state_version, '["a"]')
+
+
 def test_a_tumbling_claim_writes_twice_and_reads_no_pane(moto_url: str, pipeline: Pipeline) -> None:
     users = [f"u{i}" for i in range(7)]
     with deployed(pipeline, moto_url) as env:
@@ -68,14 +74,16 @@ def test_a_pane_frozen_by_another_closer_gives_its_snapshot_and_is_not_written(
     moto_url: str, pipeline: Pipeline
 ) -> None:
     with deployed(pipeline, moto_url) as env:
-        _deliver(env, ["a"])
-        closer = env.closer._closer()
-        pk = keys.key_pk(pipeline.name, pipeline.state_version, '["a"]')
+        closer, pk = _one_key(env, pipeline)
         # GIVEN a closer that froze the pane, then died before claiming the window
         first = closer._freeze_alone(pk, B)
-        # AND an event the ingest wrote to the pane's live count afterwards (a racing write
-        # the snapshot must not see)
-        closer.store.update(pk, keys.pane_sk(B), "SET n = n + :one", None, values={":one": 1})
+        # AND a racing ingest write to the pane's live content afterwards (a whole-item
+        # put, as the ingest writes), which the snapshot must not see
+        live = closer.store.get(pk, keys.pane_sk(B))
+        assert live is not None
+        raced = {**live, "acc": {**live["acc"], "count:*": 99}, "n": live["n"] + 1,
+                 "ver": live["ver"] + 1}
+        assert closer.store.put_versioned(raced, int(live["ver"]))
 
         # WHEN another closer freezes it again and claims the window
         again = closer._freeze_alone(pk, B)
@@ -84,11 +92,11 @@ def test_a_pane_frozen_by_another_closer_gives_its_snapshot_and_is_not_written(
 
     acc_attr, n_attr = keys.snapshot_attrs(B)
     assert first is not None and again is not None
-    # THEN the second freeze changed nothing (same version) and returned the first snapshot
-    assert again["ver"] == first["ver"]
+    # THEN the second freeze changed nothing and returned the first snapshot
+    assert again["ver"] == first["ver"] + 1  # the racing put's, not a second freeze's
     assert (again[acc_attr], again[n_attr]) == (first[acc_attr], first[n_attr])
     assert int(again["n"]) == int(first[n_attr]) + 1
-    # AND the window's result is the snapshot's content, not the live count
+    # AND the window's result is the snapshot's content, not the live one (count 99)
     assert claim.result is not None and claim.result["aggregates"] == {"n": 2, "total": 3}
     assert stored is not None and stored["state"] == CLOSING
 
@@ -97,10 +105,8 @@ def test_no_pane_and_a_pane_past_the_window_give_no_result(
     moto_url: str, pipeline: Pipeline
 ) -> None:
     with deployed(pipeline, moto_url) as env:
-        _deliver(env, ["a"])
-        closer = env.closer._closer()
+        closer, pk = _one_key(env, pipeline)
         watermark = closer.current_watermark(flush=True)
-        pk = keys.key_pk(pipeline.name, pipeline.state_version, '["a"]')
         # GIVEN the window closed completely (pane moved past it)
         closer.close_partitions(watermark, closer.index_partitions())
         after = closer.store.get(pk, keys.pane_sk(B))
