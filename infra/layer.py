@@ -11,11 +11,14 @@ every edit, so the two are cached separately and the slow step (pip) rarely runs
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from tidegate import topology
 
 ROOT = Path(__file__).resolve().parent.parent
 LAMBDA_PYTHON = "3.12"  # must match the functions' runtime (infra/constructs/pipeline.py)
@@ -117,6 +120,29 @@ def build_layer(
         _replace_atomically(staging, layer)
         _prune(out_dir, "layer-", layer)
     return layer
+
+
+def build_function(folder: Path, pipeline_json: str, out_dir: Path | None = None) -> Path:
+    """A function's code folder: its handler folder plus the pipeline spec as a file.
+
+    Lambda allows 4 KB of environment variables in all, and a spec carries its schema (every
+    version of a registry schema): a real one outgrows that, and CloudFormation would only
+    say so minutes into a deploy. So the spec ships in the code asset, and the environment
+    names the file (topology.ENV_PIPELINE). Cached by content like the layer.
+    """
+    out_dir = out_dir or ROOT / "build" / "functions"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parts: list[bytes] = [pipeline_json.encode()]
+    for path in _files(folder):
+        parts += [path.relative_to(folder).as_posix().encode(), path.read_bytes()]
+    built = out_dir / f"{folder.name}-{_digest(*parts)}"
+    if not built.exists():
+        staging = out_dir / f".staging-{built.name}-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(folder, staging, ignore=shutil.ignore_patterns(*_IGNORED))
+        (staging / topology.PIPELINE_FILE).write_text(pipeline_json, encoding="utf-8")
+        _replace_atomically(staging, built)
+    return built
 
 
 def tree_size(folder: Path) -> int:

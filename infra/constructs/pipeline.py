@@ -38,6 +38,7 @@ from infra.constructs.monitoring import (
     PipelineMonitoring,
 )
 from infra.constructs.sink import SinkBinding, create_sink
+from infra.layer import build_function
 from tidegate import topology
 from tidegate.spec import KinesisSource, MskSource, Pipeline
 from tidegate.state import keys
@@ -152,7 +153,8 @@ class TidegatePipeline(Construct):
         )
 
         env = {
-            topology.ENV_PIPELINE: pipeline.to_json(),
+            # The spec ships in each function's code (infra/layer.py build_function).
+            topology.ENV_PIPELINE: topology.PIPELINE_FILE_PREFIX + topology.PIPELINE_FILE,
             topology.ENV_TABLE: self.table.table_name,
             topology.ENV_DLQ_URL: self.dead_letter_queue.queue_url,
             topology.ENV_LATE_URL: self.late_queue.queue_url,
@@ -324,7 +326,7 @@ class TidegatePipeline(Construct):
             architecture=ARCHITECTURE,
             handler="handler.handler",
             code=lambda_.Code.from_asset(
-                str(FUNCTIONS_ROOT / folder), exclude=["__pycache__", "*.pyc"]
+                str(build_function(FUNCTIONS_ROOT / folder, self.pipeline.to_json()))
             ),
             layers=[self.runtime_layer],
             role=role,

@@ -8,7 +8,10 @@ from typing import Any
 
 import pytest
 
+from infra.layer import ROOT
 from tidegate import topology
+from tidegate.runtime import Runtime
+from tidegate.spec import load_pipeline_file
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +57,16 @@ def test_functions_ship_the_handler_folders_and_the_built_layer(
         assert handler == "handler.handler"
         assert (assets[asset] / "handler.py").is_file()
         assert not (assets[asset] / "__pycache__").exists()
+    # Each function's code carries the pipeline spec its environment points at, and the
+    # runtime reads it from there (Lambda's LAMBDA_TASK_ROOT is the code folder).
+    for function in functions:
+        env = function["Properties"]["Environment"]["Variables"]
+        assert env[topology.ENV_PIPELINE] == "file:tidegate-pipeline.json"
+        code = assets[function["Metadata"]["aws:asset:path"]]
+        text = (code / topology.PIPELINE_FILE).read_text()
+        assert text == load_pipeline_file(ROOT / "pipelines" / "clickstream.yaml").to_json()
+        runtime = Runtime.from_env({**env, "LAMBDA_TASK_ROOT": str(code)})
+        assert runtime.pipeline.name == "clickstream"
     (layer,) = [r for r in resources if r["Type"] == "AWS::Lambda::LayerVersion"]
     layer_asset = assets[layer["Metadata"]["aws:asset:path"]]
     assert (layer_asset / "python" / "tidegate" / "topology.py").is_file()

@@ -290,7 +290,8 @@ def test_environment_contract_points_at_the_resources(template: Template) -> Non
     for service in ("tidegate-ingest", "tidegate-closer"):
         env = _function_env(template, service)
         assert set(topology.HANDLER_ENV) <= set(env)
-        assert json.loads(env[topology.ENV_PIPELINE])["name"] == "clickstream"
+        # The spec itself ships in the function's code (test_cdk_cli_synth checks it there)
+        assert env[topology.ENV_PIPELINE] == "file:tidegate-pipeline.json"
         assert _ref_type(template, env[topology.ENV_TABLE]) == "AWS::DynamoDB::Table"
         assert _ref_type(template, env[topology.ENV_DLQ_URL]) == "AWS::SQS::Queue"
         assert _ref_type(template, env[topology.ENV_LATE_URL]) == "AWS::SQS::Queue"
@@ -456,3 +457,21 @@ def test_one_stack_per_pipeline_and_stage(
     Template.from_stack(stacks[1]).has_resource_properties(
         "AWS::Kinesis::Stream", {"Name": "other-events-prod"}
     )
+
+
+def test_a_spec_past_lambdas_4_kb_environment_still_deploys(
+    variant: Callable[..., Template], clickstream_data: dict[str, Any]
+) -> None:
+    # GIVEN a schema of 150 more fields: the spec alone is more than Lambda's 4 KB of
+    # environment variables (all of them together) could hold
+    fields = {**clickstream_data["schema"]["fields"],
+              **{f"attribute_{i:03d}": "string" for i in range(150)}}
+    schema = {**clickstream_data["schema"], "fields": fields}
+    spec = parse_pipeline({**clickstream_data, "schema": schema}).to_json()
+    assert len(spec) > 4_096
+    template = variant(schema=schema)
+    for service in ("tidegate-ingest", "tidegate-closer"):
+        env = _function_env(template, service)
+        # THEN the environment only names the spec's file, and stays far below the limit
+        assert env[topology.ENV_PIPELINE] == "file:tidegate-pipeline.json"
+        assert len(json.dumps(env)) < 2_048

@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tidegate import topology
@@ -33,6 +34,23 @@ if TYPE_CHECKING:
 LAMBDA_WRITE_CONCURRENCY = 8
 
 
+def _pipeline_text(env: Mapping[str, str]) -> str:
+    """The spec itself, or the file of the function's code it names (`file:NAME`)."""
+    value = env[topology.ENV_PIPELINE]
+    if not value.startswith(topology.PIPELINE_FILE_PREFIX):
+        return value
+    path = Path(env.get("LAMBDA_TASK_ROOT") or ".") / value.removeprefix(
+        topology.PIPELINE_FILE_PREFIX
+    )
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RuntimeError(
+            f"{topology.ENV_PIPELINE}={value!r}: cannot read the pipeline spec at {path} "
+            f"({exc.strerror or exc})"
+        ) from None
+
+
 @dataclass
 class Runtime:
     pipeline: Pipeline
@@ -44,7 +62,7 @@ class Runtime:
         missing = [name for name in topology.HANDLER_ENV if name not in env]
         if missing:
             raise RuntimeError(f"missing environment variables: {', '.join(missing)}")
-        pipeline = pipeline_from_json(env[topology.ENV_PIPELINE])
+        pipeline = pipeline_from_json(_pipeline_text(env))
         version = env.get(topology.ENV_STATE_VERSION, "").strip()
         if version:
             if not version.isdigit() or int(version) < 1:

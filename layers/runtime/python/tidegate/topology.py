@@ -16,7 +16,11 @@ OPEN_INDEX_PROJECTED = ("next_ws", "first_ws")
 TTL_ATTRIBUTE = "expire_at"
 
 # Environment variables read by the handlers
-ENV_PIPELINE = "TIDEGATE_PIPELINE"  # the pipeline spec as JSON
+# The pipeline spec as JSON, or `file:NAME`: the spec in a file of the function's code
+# (deployed functions: Lambda's environment holds 4 KB in all, a spec with its schemas more).
+ENV_PIPELINE = "TIDEGATE_PIPELINE"
+PIPELINE_FILE_PREFIX = "file:"
+PIPELINE_FILE = "tidegate-pipeline.json"  # the deployed functions' spec file
 ENV_TABLE = "TIDEGATE_TABLE"
 ENV_DLQ_URL = "TIDEGATE_DLQ_URL"
 ENV_LATE_URL = "TIDEGATE_LATE_URL"
