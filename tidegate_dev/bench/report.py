@@ -185,6 +185,10 @@ def render(report: dict[str, Any]) -> None:
         table.add_row(f"handler, {window}", *(_n(by[str(b)]) for b in ingest_cpu.BATCH_SIZES))
     for window, rate in cpu["handler_path_with_serialization_batch_1000"].items():
         table.add_row(f"+ serialise, {window}", "", _n(rate), "")
+    in_flight = cpu["handler_path_writes_in_flight_batch_1000"]
+    table.add_row(f"handler, tumbling, {in_flight['write_concurrency']} writes in flight",
+                  "", _n(in_flight["tumbling"]), "")
+    table.add_row("+ serialise, same", "", _n(in_flight["with_serialization_tumbling"]), "")
     table.add_row("naive per-event", "", _n(cpu["naive_per_event"]), "")
     table.add_row("bare validate loop", "", _n(cpu["bare_model_validate_json_loop"]), "")
     notes: list[str] = []

@@ -2,8 +2,9 @@
 
 A calibration holds, per window type, the figures `tidegate bench` measures with its own
 functions: ingest CPU per event (`ingest_cpu.handler_path_rate`, with DynamoDB
-serialisation), DynamoDB requests per batch and item sizes (`writes.measure`, counted at the
-boto3 level against moto), and the closer's requests per window (`close_path.measure`).
+serialisation and the group writes in flight as deployed), DynamoDB requests per batch and
+item sizes (`writes.measure`, counted at the boto3 level against moto), and the closer's
+requests per window (`close_path.measure`).
 
 The plan reads a stored calibration (by default the committed `calibration.json`, written
 by `tidegate plan --measure --save-calibration` on the development machine, its date and
@@ -150,6 +151,7 @@ MEASURE_SIZES = Sizes()
 
 def measure(command: str, sizes: Sizes = MEASURE_SIZES) -> Calibration:
     """Run the bench's measurement functions once per window type (moto in process)."""
+    from tidegate.runtime import LAMBDA_WRITE_CONCURRENCY
     from tidegate_dev.bench import close_path, ingest_cpu, workload, writes
     from tidegate_dev.bench.requests import RequestCounter
     from tidegate_dev.cli.console import err
@@ -160,8 +162,10 @@ def measure(command: str, sizes: Sizes = MEASURE_SIZES) -> Calibration:
     cpu: dict[str, float] = {}
     for kind in WINDOW_TYPES:
         err.print(f"[bold]ingest CPU[/], {kind}: {sizes.cpu_events:,} events")
+        # As deployed: the group writes in flight (their threads' CPU counted too).
         rate = ingest_cpu.handler_path_rate(workload.pipeline(kind), lines, writes.BATCH,
-                                            sizes.cpu_repeats, serialize=True)
+                                            sizes.cpu_repeats, serialize=True,
+                                            write_concurrency=LAMBDA_WRITE_CONCURRENCY)
         cpu[kind] = 1 / rate
     counter = RequestCounter()
     with endpoint(None), counter.installed():

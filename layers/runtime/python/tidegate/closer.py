@@ -23,15 +23,14 @@ decided stays claimed until the switch.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from tidegate.aggregates.builtin import AccumulatorSet
+from tidegate.in_flight import each_in_flight
 from tidegate.results import WindowResult, idempotency_key, key_object
 from tidegate.sinks.base import Sink
 from tidegate.spec import Pipeline
@@ -107,12 +106,7 @@ def per_key(items: list[T], key_of: Callable[[T], str], work: Callable[[T], R],
         for i in indexes:
             results[i] = work(items[i])
 
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        # Each task in a copy of this context: a retry budget is a context variable.
-        futures = [pool.submit(contextvars.copy_context().run, run, indexes)
-                   for indexes in by_key.values()]
-        for future in futures:
-            future.result()
+    each_in_flight(list(by_key.values()), run, concurrency)
     return results
 
 

@@ -17,10 +17,8 @@ Exactly-once effect on the aggregates, with at-least-once delivery:
 
 from __future__ import annotations
 
-import contextvars
 from binascii import a2b_base64
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +26,7 @@ from tidegate import redrive
 from tidegate.aws import retry_budget
 from tidegate.dlq import QueueOutput, dead_letter
 from tidegate.gc_pause import collector_paused
+from tidegate.in_flight import each_in_flight
 from tidegate.rejections import FUTURE_TIMESTAMP, LATE, Rejected
 from tidegate.schemas.decode import Event, JsonDecoder
 from tidegate.schemas.eventtime import MAX_EVENT_TIME_MS
@@ -259,14 +258,8 @@ class Ingestor:
             except Exception as exc:  # this group's records fail; the others go on
                 return exc
 
-        if self.write_concurrency <= 1 or len(ordered) <= 1:
-            return [(group, attempt(group)) for group in ordered]
-        # Each task runs in a copy of this context: the retry budget is a context variable.
-        with ThreadPoolExecutor(max_workers=self.write_concurrency) as pool:
-            futures = [
-                pool.submit(contextvars.copy_context().run, attempt, group) for group in ordered
-            ]
-            return [(g, f.result()) for g, f in zip(ordered, futures, strict=True)]
+        verdicts = each_in_flight(ordered, attempt, self.write_concurrency)
+        return list(zip(ordered, verdicts, strict=True))
 
     def _event_of(self, record: SourceRecord) -> Event:
         """The record's event, or Rejected saying why it has none (for its dead letter)."""
