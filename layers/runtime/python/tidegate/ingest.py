@@ -65,9 +65,6 @@ class _Group:
     key: str
     members: list[Member]
     redriven: bool = False  # holds a redriven record: check the item's applied redrives
-    # A column group's records as indexes into its batch; `members` stays empty until the
-    # general path needs them.
-    indices: list[int] | None = None
 
 
 class Ingestor:
@@ -135,14 +132,10 @@ class Ingestor:
         if columns is not None:
             batch = _ColumnBatch(self, records, columns)  # type: ignore[arg-type]
             batch.group(dead, dead_records)
-            if self.write_concurrency <= 1:
-                failed = batch.write_in_turn(watermark, time_left_ms, outcome)
-            else:
-                failed = self._write_groups(batch.groups(), watermark, time_left_ms, outcome,
-                                            batch)
+            failed = batch.write_all(watermark, time_left_ms, outcome)
         else:
             valid, ordered = self._grouped(records, dead, dead_records)
-            failed = self._write_groups(ordered, watermark, time_left_ms, outcome, None)
+            failed = self._write_groups(ordered, watermark, time_left_ms, outcome)
 
         failed += self._send(self.dead_letters, dead, dead_records)
         failed_ids = {id(r) for r in failed}
@@ -200,45 +193,27 @@ class Ingestor:
 
     def _write_groups(
         self, ordered: list[_Group], watermark: int, time_left_ms: Callable[[], int] | None,
-        outcome: BatchOutcome, batch: _ColumnBatch | None,
+        outcome: BatchOutcome,
     ) -> list[SourceRecord]:
         """Write each group (in order of its first record: the batch's earliest records are
         applied first, so running out of time fails the tail, where Lambda resumes); count
         what happened in `outcome`; return the records of the groups that failed."""
         items = self.store.batch_get([(g.pk, g.sk) for g in ordered]) if ordered else {}
-        column_write = batch.write if batch is not None else None
 
-        def write(group: _Group) -> Verdict | int | None:
+        def write(group: _Group) -> Verdict | None:
             if time_left_ms is not None and time_left_ms() < _STOP_MS:
                 # Out of time: report the rest as failed so Lambda checkpoints correctly
                 # instead of timing out the whole batch.
                 return None
-            item = items.get((group.pk, group.sk))
-            if group.indices is not None and column_write is not None:
-                return column_write(group, item, watermark)
-            return self._write_group(group, item, watermark)
+            return self._write_group(group, items.get((group.pk, group.sk)), watermark)
 
         failed: list[SourceRecord] = []
         for group, verdict in self._each_group(ordered, write):
-            failed += self._tally(group, verdict, outcome, batch)
+            if isinstance(verdict, Verdict):
+                self._count(verdict, outcome)
+            else:  # no verdict: out of time, or the write raised
+                failed += [r for r, _ in group.members]
         return failed
-
-    @staticmethod
-    def _tally(
-        group: _Group, verdict: Verdict | int | Exception | None, outcome: BatchOutcome,
-        batch: _ColumnBatch | None,
-    ) -> list[SourceRecord]:
-        """Count a group's verdict in `outcome`; its records if it failed (no verdict)."""
-        if type(verdict) is int:  # a column group written whole: its records applied
-            outcome.aggregated += verdict
-            outcome.groups_written += 1
-        elif isinstance(verdict, Verdict):
-            Ingestor._count(verdict, outcome)
-        elif batch is not None and group.indices is not None:
-            return batch.records(group)
-        else:
-            return [r for r, _ in group.members]
-        return []
 
     @staticmethod
     def _count(verdict: Verdict, outcome: BatchOutcome) -> None:
@@ -248,11 +223,11 @@ class Ingestor:
         outcome.late += len(verdict.late)
 
     def _each_group(
-        self, ordered: list[_Group], write: Callable[[_Group], Verdict | int | None]
-    ) -> list[tuple[_Group, Verdict | int | Exception | None]]:
+        self, ordered: list[_Group], write: Callable[[_Group], Verdict | None]
+    ) -> list[tuple[_Group, Verdict | Exception | None]]:
         """Each group's write: one after another, or `write_concurrency` at a time (the
         writes are independent items; each waits on a network round trip)."""
-        def attempt(group: _Group) -> Verdict | int | Exception | None:
+        def attempt(group: _Group) -> Verdict | Exception | None:
             try:
                 return write(group)
             except Exception as exc:  # this group's records fail; the others go on
@@ -509,31 +484,12 @@ class _ColumnBatch:
         self.entries = list(groups.items())
         self.redriven = redriven
 
-    def groups(self) -> list[_Group]:
-        """The groups as Ingestor._write_groups takes them."""
-        item_of = self.windows.item_of
-        found: list[_Group] = []
-        for (key, pane), indices in self.entries:
-            pk, sk = item_of(key, pane)  # PaneState.locate of the pane's first event
-            group = _Group(pk, sk, key, [], False, indices)
-            if self._redriven(indices):
-                # Redriven records are applied at most once by their ids: the general path.
-                group.members = self.members(indices, key)
-                group.redriven = True
-                group.indices = None
-            found.append(group)
-        return found
-
     def _redriven(self, indices: list[int]) -> bool:
         return bool(self.redriven) and not self.redriven.isdisjoint(indices)
 
     def members(self, indices: list[int], key: str) -> list[Member]:
         record, times, values = self.batch.record, self.times, self.values
         return [(record(i), Event(times[i], key, values[i])) for i in indices]  # type: ignore[arg-type]
-
-    def records(self, group: _Group) -> list[SourceRecord]:
-        assert group.indices is not None
-        return [self.batch.record(i) for i in group.indices]
 
     def valid_members(self) -> list[Member]:
         """Every valid record with its event, in batch order (as Ingestor._grouped's)."""
@@ -542,32 +498,39 @@ class _ColumnBatch:
             found.update(zip(indices, self.members(indices, key), strict=True))
         return [found[i] for i in sorted(found)]
 
-    def write_in_turn(
+    def write_all(
         self, watermark: int, time_left_ms: Callable[[], int] | None, outcome: BatchOutcome
     ) -> list[SourceRecord]:
-        """Ingestor._write_groups one group after another (`write_concurrency` 1), with the
-        common case of each group inline: no _Group and no call but the merge and the put
-        for a group whose records are all fresh and on time and whose write applies."""
+        """Ingestor._write_groups for the columns, `write_concurrency` at a time: for a
+        group whose records are all fresh and on time and whose write applies, no _Group
+        and no call but the merge and the put (_write_entry); the rest take the general
+        path. Returns the records of the groups that failed."""
         ingest = self.ingest
         item_of = self.windows.item_of
         located = [(item_of(key, pane), key, indices) for (key, pane), indices in self.entries]
         items = ingest.store.batch_get([at for at, _, _ in located]) if located else {}
         write = self._write_entry
         redriven = self.redriven
-        failed: list[SourceRecord] = []
-        applied = written = 0
-        for at, key, indices in located:
+
+        def attempt(
+            entry: tuple[tuple[str, str], str, list[int]],
+        ) -> Verdict | int | Exception | None:
+            at, key, indices = entry
             try:
                 if time_left_ms is not None and time_left_ms() < _STOP_MS:
-                    verdict: Verdict | int | Exception | None = None  # out of time
-                elif redriven and self._redriven(indices):
+                    return None  # out of time: failed, as in Ingestor._write_groups
+                if redriven and self._redriven(indices):
                     group = _Group(at[0], at[1], key, self.members(indices, key), True)
-                    verdict = ingest._write_group(group, items.get(at), watermark)
-                else:
-                    verdict = write(at, key, indices, items.get(at), watermark)
+                    return ingest._write_group(group, items.get(at), watermark)
+                return write(at, key, indices, items.get(at), watermark)
             except Exception as exc:  # this group's records fail; the others go on
-                verdict = exc
-            if type(verdict) is int:
+                return exc
+
+        failed: list[SourceRecord] = []
+        applied = written = 0
+        verdicts = each_in_flight(located, attempt, ingest.write_concurrency)
+        for (_, _, indices), verdict in zip(located, verdicts, strict=True):
+            if type(verdict) is int:  # written whole: all its records applied
                 applied += verdict
                 written += 1
             elif isinstance(verdict, Verdict):
@@ -585,10 +548,6 @@ class _ColumnBatch:
         """Duplicates or late events: the group as Ingestor._write_group judges it."""
         group = _Group(at[0], at[1], key, self.members(indices, key))
         return self.ingest._write_group(group, item, watermark)
-
-    def write(self, group: _Group, item: dict[str, Any] | None, watermark: int) -> Verdict | int:
-        assert group.indices is not None
-        return self._write_entry((group.pk, group.sk), group.key, group.indices, item, watermark)
 
     def _write_entry(
         self, at: tuple[str, str], key: str, indices: list[int], item: dict[str, Any] | None,
