@@ -43,3 +43,20 @@ def test_the_results_table_shows_a_redelivered_result_once_and_says_so() -> None
     recorder.print(console.results_table(results, limit=2))
     text = " ".join(recorder.export_text().split())
     assert "first 2 of 3 by window start; 2 repeated deliveries" in text
+
+
+def test_a_table_printed_to_a_log_keeps_its_headers_whole(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rich.table import Table
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    table = Table(title="closer fan-out")
+    for name in ("workers", "seconds", "windows/s", "published", "distinct keys", "missed",
+                 "conflicting", "left open", "ok"):
+        table.add_column(name, justify="right")
+    table.add_row("4", "1,508.8", "66.3", "100,000", "100,000", "0", "0", "0", "yes")
+    console.console_for().print(table)  # stdout is captured: not a terminal
+    text = capsys.readouterr().out
+    assert "…" not in text
+    assert "distinct keys" in text and "1,508.8" in text and "100,000" in text

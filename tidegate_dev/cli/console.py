@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,8 +14,21 @@ from rich.table import Table
 
 from tidegate.schemas.eventtime import format_ms
 
-err = Console(stderr=True)
-out = Console()
+# A file or CI log has no width; rich then assumes 80 columns and cuts a summary table's
+# headers and figures to `worke…`. Logs get room for the widest table instead.
+LOG_WIDTH = 160
+
+
+def console_for(stderr: bool = False) -> Console:
+    """A terminal's own width; a log's LOG_WIDTH unless COLUMNS says otherwise."""
+    console = Console(stderr=stderr)
+    if console.is_terminal or os.environ.get("COLUMNS"):
+        return console
+    return Console(stderr=stderr, width=LOG_WIDTH)
+
+
+err = console_for(stderr=True)
+out = console_for()
 
 
 @contextmanager
