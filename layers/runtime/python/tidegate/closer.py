@@ -450,38 +450,41 @@ class PaneCloser(Closer):
         begin after it and is not past it); whichever way it goes, DynamoDB returns the
         pane as it now stands, so `_claim` goes on as if it had read it. None: no pane.
         """
-        acc_attr, n_attr = keys.snapshot_attrs(window_start)
-        _, pane = self.store.update(
-            pk,
-            keys.pane_sk(window_start),
-            "SET #a = acc, #n = n, ver = ver + :one",
-            "attribute_exists(#pk) AND attribute_not_exists(#a)"
-            " AND first_ws <= :ws AND next_ws <= :ws",
-            names={"#pk": PK, "#a": acc_attr, "#n": n_attr},
-            values={":one": 1, ":ws": window_start},
-            return_new=True,
+        return self._freeze_update(
+            pk, keys.pane_sk(window_start), window_start,
+            " AND attribute_exists(#pk) AND first_ws <= :ws AND next_ws <= :ws",
+            names={"#pk": PK}, values={":ws": window_start},
         )
-        return pane
 
     def _freeze(self, pane: dict[str, Any], window_start: int) -> tuple[Any, Any]:
         """The pane's content for this window, frozen on first sight."""
         acc_attr, n_attr = keys.snapshot_attrs(window_start)
         if acc_attr in pane:
             return pane[acc_attr], pane[n_attr]
-        # Only the first freeze applies: a later one would add events that arrived after
-        # the window was final. Bumping `ver` makes an in-flight ingest re-read the pane.
-        _, item = self.store.update(
-            pane["PK"],
-            pane["SK"],
-            "SET #a = acc, #n = n, ver = ver + :one",
-            "attribute_not_exists(#a)",
-            names={"#a": acc_attr, "#n": n_attr},
-            values={":one": 1},
-            return_new=True,
-        )
+        item = self._freeze_update(pane["PK"], pane["SK"], window_start)
         if item is None or acc_attr not in item:
             raise RuntimeError(f"pane {pane['PK']} {pane['SK']} vanished while closing")
         return item[acc_attr], item[n_attr]
+
+    def _freeze_update(
+        self, pk: str, sk: str, window_start: int, also: str = "",
+        names: dict[str, str] | None = None, values: dict[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
+        """Copy the pane's live content into its snapshot for this window, unless it has
+        one already (and `also` holds). Only the first freeze applies: a later one would add
+        events that arrived after the window was final. Bumping `ver` makes an in-flight
+        ingest re-read the pane. Returns the pane as it now stands; None: no such item."""
+        acc_attr, n_attr = keys.snapshot_attrs(window_start)
+        _, item = self.store.update(
+            pk,
+            sk,
+            "SET #a = acc, #n = n, ver = ver + :one",
+            "attribute_not_exists(#a)" + also,
+            names={"#a": acc_attr, "#n": n_attr, **(names or {})},
+            values={":one": 1, **(values or {})},
+            return_new=True,
+        )
+        return item
 
     def _finish(
         self, pk: str, window_start: int, panes: list[dict[str, Any]] | None = None
