@@ -19,6 +19,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kinesis as kinesis
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_logs as logs
@@ -26,6 +27,12 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from infra.constructs.encryption import (
+    acknowledge_stream_key,
+    grant_key,
+    queue_encryption,
+    stream_encryption,
+)
 from infra.constructs.errors import TidegateConfigError
 from infra.constructs.fanout import allow_self_invoke
 from infra.constructs.kafka import KafkaSourceSettings, add_kafka_source, partition_names
@@ -40,8 +47,10 @@ from infra.constructs.monitoring import (
 from infra.constructs.sink import SinkBinding, create_sink
 from infra.layer import build_function
 from tidegate import topology
+from tidegate.fanout import MAX_LAMBDA_WORKERS
 from tidegate.spec import KinesisSource, MskSource, Pipeline
 from tidegate.state import keys
+from tidegate.versions import active_pk
 
 FUNCTIONS_ROOT = Path(__file__).resolve().parents[2] / "functions"
 RUNTIME = lambda_.Runtime.PYTHON_3_12  # infra/layer.py builds the layer's wheels for this
@@ -56,6 +65,17 @@ STATE_ACTIONS = (
     "dynamodb:UpdateItem",
 )
 WATERMARK_SK_PREFIX = keys.watermark_sk("")
+# Closer runs besides its fan-out workers: the schedule's, and wake-ups from the table
+# stream's shards (one batch per shard at a time) that overlap it.
+CLOSER_COORDINATORS = 3
+
+
+def closer_concurrency(pipeline: Pipeline) -> int:
+    """What one pipeline's closer can use at once: a coordinator fans out to at most one
+    worker per open-window index partition (tidegate/fanout.py), plus the coordinators.
+    Reserved, so a burst of closing cannot take the account's concurrency from the ingest,
+    nor a runaway fan-out more than this."""
+    return min(MAX_LAMBDA_WORKERS, pipeline.index_shards) + CLOSER_COORDINATORS
 
 
 @dataclass(frozen=True)
@@ -67,7 +87,9 @@ class IngestSettings:
     batch_size: int = 500
     max_batching_window_s: int = 1
     retry_attempts: int = 5
-    max_record_age_s: int = 6 * 3600
+    # A batch still failing after a day goes to the failed-batch queue as a pointer into the
+    # stream; the stream keeps records a week by default, so the pointer can be read back.
+    max_record_age_s: int = 24 * 3600
     parallelization_factor: int = 1
     # Set only when every producer uses the pipeline's aggregation key as partition key:
     # then order per key survives ParallelizationFactor > 1 (order holds per partition key).
@@ -112,10 +134,24 @@ class TidegatePipeline(Construct):
         removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
         log_level: str = "INFO",
         state_retention_s: int = topology.DEFAULT_RETENTION_S,
+        encryption_key: kms.IKey | None = None,
+        stream_retention_hours: int = 168,
+        deletion_protection: bool = True,
+        table_max_read_units: int | None = None,
+        table_max_write_units: int | None = None,
+        closer_reserved_concurrency: int | None = None,
+        live_state_version: str | None = None,
     ) -> None:
+        """`encryption_key`: a customer key for the table, queues, streams, sink topic and
+        log groups (default: AWS-managed keys). `live_state_version`: the state version the
+        live functions run (a deploy parameter's value, so a replay's cut-over is a stack
+        update, not an edit behind CloudFormation's back); default the pipeline file's."""
         super().__init__(scope, construct_id)
         self.pipeline = pipeline
         self.runtime_layer = runtime_layer
+        self.removal_policy = removal_policy
+        self.encryption_key = encryption_key
+        self.stream_retention_hours = stream_retention_hours
         ingest = ingest or IngestSettings()
         closer = closer or CloserSettings()
         _check_ordering(pipeline, ingest)
@@ -142,14 +178,17 @@ class TidegatePipeline(Construct):
             self.source_stream = self._source(
                 pipeline, source_stream, source_stream_props, name_suffix, removal_policy
             )
-        self.table = self._table(removal_policy)
+        self.table = self._table(
+            removal_policy, deletion_protection, table_max_read_units, table_max_write_units
+        )
         self.dead_letter_queue = self._queue("DeadLetterQueue", "dead-letter output")
         self.late_queue = self._queue("LateQueue", "late-event output")
         self.failed_batches_queue = self._queue(
             "FailedBatchesQueue", "on-failure destination of the ingest mapping"
         )
         self.sink: SinkBinding = create_sink(
-            self, pipeline, name_suffix=name_suffix, removal_policy=removal_policy
+            self, pipeline, name_suffix=name_suffix, removal_policy=removal_policy,
+            encryption_key=encryption_key,
         )
 
         env = {
@@ -171,13 +210,19 @@ class TidegatePipeline(Construct):
         if self.kafka is not None and partition_names(pipeline):
             env[topology.ENV_SOURCE_PARTITIONS] = ",".join(partition_names(pipeline))
         self.environment = env  # the handlers' environment contract (replay.py adds to it)
+        live_env = dict(env)
+        if live_state_version is not None:
+            live_env[topology.ENV_STATE_VERSION] = live_state_version
         self.ingest_function = self._function(
-            "Ingest", "ingest", INGEST_SERVICE, env, ingest.memory_mb, ingest.timeout_s
+            "Ingest", "ingest", INGEST_SERVICE, live_env, ingest.memory_mb, ingest.timeout_s
         )
         self.closer_function = self._function(
-            "Closer", "closer", CLOSER_SERVICE, env, closer.memory_mb, closer.timeout_s,
+            "Closer", "closer", CLOSER_SERVICE, live_env, closer.memory_mb, closer.timeout_s,
             # A failed scheduled run is simply the next minute's run; no async retries.
             retry_attempts=0,
+            reserved_concurrent_executions=(
+                closer_reserved_concurrency or closer_concurrency(pipeline)
+            ),
         )
         self._wire_ingest(ingest)
         self._wire_closer(closer)
@@ -195,6 +240,13 @@ class TidegatePipeline(Construct):
             kafka_source=self.kafka is not None,
             settings=alarms or AlarmSettings(),
             alarm_topic=alarm_topic,
+            table=self.table,
+            source_stream=self.source_stream,
+            # An existing stream's retention is its owner's; only ours is known.
+            stream_retention_hours=(
+                stream_retention_hours if isinstance(self.source_stream, kinesis.Stream)
+                else None
+            ),
         )
         self.alarms = self.monitoring.alarms
         self.dashboard = self.monitoring.dashboard
@@ -235,18 +287,27 @@ class TidegatePipeline(Construct):
             # jsii structs keep their keyword arguments in _values: pass them on unchanged.
             return kinesis.Stream(self, "SourceStream", **props._values)
         provisioned = spec.shards is not None
-        return kinesis.Stream(
+        stream = kinesis.Stream(
             self, "SourceStream",
             stream_name=f"{spec.stream}{name_suffix}",
             stream_mode=(
                 kinesis.StreamMode.PROVISIONED if provisioned else kinesis.StreamMode.ON_DEMAND
             ),
             shard_count=spec.shards if provisioned else None,
-            encryption=kinesis.StreamEncryption.MANAGED,
+            retention_period=Duration.hours(self.stream_retention_hours),
+            **stream_encryption(self.encryption_key),
             removal_policy=removal_policy,
         )
+        acknowledge_stream_key(stream, self.encryption_key)
+        return stream
 
-    def _table(self, removal_policy: RemovalPolicy) -> dynamodb.Table:
+    def _table(
+        self,
+        removal_policy: RemovalPolicy,
+        deletion_protection: bool,
+        max_read_units: int | None,
+        max_write_units: int | None,
+    ) -> dynamodb.Table:
         shape = topology.table_definition("-")
         types = {
             a["AttributeName"]: _ATTRIBUTE_TYPES[a["AttributeType"]]
@@ -266,10 +327,19 @@ class TidegatePipeline(Construct):
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True
             ),
-            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            encryption=(
+                dynamodb.TableEncryption.CUSTOMER_MANAGED if self.encryption_key is not None
+                else dynamodb.TableEncryption.AWS_MANAGED
+            ),
+            encryption_key=self.encryption_key,
             # Keys are enough to wake the closer: it reads the watermarks itself.
             stream=dynamodb.StreamViewType.KEYS_ONLY,
             removal_policy=removal_policy,
+            deletion_protection=deletion_protection,
+            # On-demand without a ceiling scales a runaway producer (or replay) into the
+            # bill; the ceiling throttles instead, and the throttle alarm says so.
+            max_read_request_units=max_read_units,
+            max_write_request_units=max_write_units,
         )
         for index in shape["GlobalSecondaryIndexes"]:
             projection = index["Projection"]
@@ -285,10 +355,12 @@ class TidegatePipeline(Construct):
     def _queue(self, construct_id: str, role: str) -> sqs.Queue:
         queue = sqs.Queue(
             self, construct_id,
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            **queue_encryption(self.encryption_key),
             enforce_ssl=True,
             # The longest SQS allows: an operator needs time to look before records expire.
             retention_period=Duration.days(14),
+            # These queues hold the only copy of records that were not aggregated.
+            removal_policy=self.removal_policy,
         )
         Validations.of(queue).acknowledge(Ack(
             id="AwsSolutions-SQS3",
@@ -312,6 +384,7 @@ class TidegatePipeline(Construct):
             self, f"{construct_id}Logs",
             retention=logs.RetentionDays.ONE_MONTH,
             removal_policy=RemovalPolicy.DESTROY,
+            encryption_key=self.encryption_key,
         )
         # An own role instead of AWSLambdaBasicExecutionRole: logs only to its own group.
         role = iam.Role(
@@ -320,6 +393,10 @@ class TidegatePipeline(Construct):
             description=f"tidegate {self.pipeline.name} {folder} function",
         )
         log_group.grant_write(role)
+        if self.encryption_key is not None:
+            # State, queues, streams and the sink are all under this key; the grants made
+            # per resource below do not all add it (the state grant is written by hand).
+            grant_key(self.encryption_key, role)
         function = lambda_.Function(
             self, f"{construct_id}Function",
             runtime=RUNTIME,
@@ -358,9 +435,7 @@ class TidegatePipeline(Construct):
     # -- wiring --------------------------------------------------------------------------------
     def _wire_ingest(self, settings: IngestSettings) -> None:
         fn = self.ingest_function
-        iam.Grant.add_to_principal(
-            grantee=fn, actions=list(STATE_ACTIONS), resource_arns=[self.table.table_arn]
-        )
+        self.grant_state(fn)
         self.dead_letter_queue.grant_send_messages(fn)
         self.late_queue.grant_send_messages(fn)
         self.ingest_source: sources.KinesisEventSource | None = None
@@ -395,16 +470,45 @@ class TidegatePipeline(Construct):
         )
         fn.add_event_source(self.ingest_source)
 
-    def grant_closer(self, fn: lambda_.Function) -> None:
+    def grant_state(self, fn: lambda_.Function, version: int | None = None,
+                    index: bool = False) -> None:
+        """The state actions on the table (and the open-window index). With `version`, only
+        that state version's items may be written (`dynamodb:LeadingKeys`): a replay
+        builds its own version and must not touch the live one; it still reads the
+        pipeline's version record and the live version's watermark (who owns a window)."""
+        open_index = f"{self.table.table_arn}/index/{topology.OPEN_INDEX}"
+        if version is None:
+            iam.Grant.add_to_principal(
+                grantee=fn, actions=list(STATE_ACTIONS),
+                resource_arns=[self.table.table_arn, *([open_index] if index else [])],
+            )
+            return
+        name = self.pipeline.name
+        own = [keys.key_pk(name, version, "*"), keys.meta_pk(name, version)]
+        writes = [a for a in STATE_ACTIONS if a.endswith(("PutItem", "UpdateItem"))]
+        reads = [a for a in STATE_ACTIONS if a not in writes]
+        fn.add_to_role_policy(iam.PolicyStatement(
+            actions=writes, resources=[self.table.table_arn],
+            conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": own}},
+        ))
+        fn.add_to_role_policy(iam.PolicyStatement(
+            actions=reads, resources=[self.table.table_arn],
+            conditions={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": [
+                own[0], active_pk(name), keys.meta_pk(name, "*"),  # type: ignore[arg-type]
+            ]}},
+        ))
+        if index:
+            # The index is keyed by open#<pipeline>#v<N>#<n>; reading it writes nothing.
+            fn.add_to_role_policy(iam.PolicyStatement(
+                actions=["dynamodb:Query"], resources=[open_index],
+            ))
+
+    def grant_closer(self, fn: lambda_.Function, version: int | None = None) -> None:
         """What any closer of this pipeline needs (the live one, a replay's): its state and
         the open-window index, the sink, the source's shard list, and, past
         TIDEGATE_FANOUT_THRESHOLD due windows, asynchronous invocations of itself
-        (tidegate/fanout.py)."""
-        open_index = f"{self.table.table_arn}/index/{topology.OPEN_INDEX}"
-        iam.Grant.add_to_principal(
-            grantee=fn, actions=list(STATE_ACTIONS),
-            resource_arns=[self.table.table_arn, open_index],
-        )
+        (tidegate/fanout.py). `version`: a replay's closer, held to its own state version."""
+        self.grant_state(fn, version, index=True)
         self.sink.grant_publish(fn)
         # The watermark counts every open shard, so a silent one holds it back until idle.
         # (A Kafka topic's partitions come from the pipeline file: nothing to list.)

@@ -8,6 +8,14 @@ version's dead letters where operators read them). Separate functions rather tha
 a published Lambda version freezes the function's environment, and one template cannot
 publish two versions of one function with different environments. `tidegate replay
 --deployed` then watches the replay catch up and drives the cut-over.
+
+Blast radius: the replay's roles may write only their own state version's items
+(`dynamodb:LeadingKeys`), its ingest sends only to its own queues and publishes nothing,
+and both functions have reserved concurrency, so reading a week of log at full speed
+cannot take the live pipeline's concurrency or write its state. The replay closer may
+publish to the pipeline's sink: once the cut-over switches the active version, the windows
+after the handover are the replay version's to publish (tidegate/versions.py decides, so
+no window is published by both).
 """
 
 from __future__ import annotations
@@ -16,7 +24,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from aws_cdk import Duration
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_sqs as sqs
@@ -24,10 +31,10 @@ from aws_cdk import aws_sqs as sqs
 from infra.constructs.errors import TidegateConfigError
 from infra.constructs.monitoring import CLOSER_SERVICE, INGEST_SERVICE
 from infra.constructs.pipeline import (
-    STATE_ACTIONS,
     CloserSettings,
     IngestSettings,
     TidegatePipeline,
+    closer_concurrency,
 )
 from tidegate import topology
 
@@ -87,7 +94,11 @@ def add_replay(
     settings: ReplaySettings,
     ingest: IngestSettings | None = None,
     closer: CloserSettings | None = None,
+    reserved_concurrency: int | None = None,
 ) -> ReplayResources:
+    """`reserved_concurrency` of each replay function; default: the closer's as the live
+    closer's, the ingest's one per source shard and parallelization (an on-demand stream
+    starts at 4 shards, Kinesis's own default)."""
     live = pipeline.pipeline.state_version
     stream = pipeline.source_stream
     if stream is None:
@@ -111,12 +122,15 @@ def add_replay(
         topology.ENV_DLQ_URL: dlq.queue_url,
         topology.ENV_LATE_URL: late.queue_url,
     }
+    spec = pipeline.pipeline
+    shards = getattr(spec.source, "shards", None) or 4
     ingest_fn = pipeline._function(
-        f"ReplayV{v}Ingest", "ingest", INGEST_SERVICE, env, ingest.memory_mb, ingest.timeout_s
+        f"ReplayV{v}Ingest", "ingest", INGEST_SERVICE, env, ingest.memory_mb, ingest.timeout_s,
+        reserved_concurrent_executions=(
+            reserved_concurrency or shards * ingest.parallelization_factor
+        ),
     )
-    iam.Grant.add_to_principal(
-        grantee=ingest_fn, actions=list(STATE_ACTIONS), resource_arns=[pipeline.table.table_arn]
-    )
+    pipeline.grant_state(ingest_fn, version=v)
     dlq.grant_send_messages(ingest_fn)
     late.grant_send_messages(ingest_fn)
     at_timestamp = settings.starting_position == "AT_TIMESTAMP"
@@ -138,8 +152,9 @@ def add_replay(
     closer_fn = pipeline._function(
         f"ReplayV{v}Closer", "closer", CLOSER_SERVICE, env, closer.memory_mb, closer.timeout_s,
         retry_attempts=0,
+        reserved_concurrent_executions=reserved_concurrency or closer_concurrency(spec),
     )
-    pipeline.grant_closer(closer_fn)
+    pipeline.grant_closer(closer_fn, version=v)
     # The schedule alone: until the switch a replay publishes nothing, so closing it within
     # a minute is soon enough.
     pipeline.schedule_closer(
@@ -147,4 +162,17 @@ def add_replay(
         f"tidegate {pipeline.pipeline.name}: close replay version {v}'s windows",
         closer.schedule_minutes,
     )
+    monitoring = pipeline.monitoring
+    label = f"ReplayV{v}"
+    monitoring.watch_function(f"{label}Ingest", ingest_fn,
+                              f"replay v{v}: the ingest failed whole invocations")
+    monitoring.watch_function(f"{label}Closer", closer_fn,
+                              f"replay v{v}: the closer failed; its windows are not closing")
+    monitoring.watch_queue(f"{label}DeadLetter", dlq, 0,
+                           f"replay v{v}: records are waiting in its dead-letter queue")
+    monitoring.watch_queue(f"{label}Late", late, monitoring.settings.late_queue_depth,
+                           f"replay v{v}: late events are piling up in its late queue")
+    # A replay starts far behind on purpose (no plain iterator-age alarm), but falling
+    # behind half the retention means the log is trimmed before the replay reads it.
+    monitoring.watch_iterator_age(f"{label}Ingest", ingest_fn)
     return ReplayResources(settings, ingest_fn, closer_fn, source, dlq, late)

@@ -15,6 +15,11 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from infra.constructs.encryption import (
+    acknowledge_stream_key,
+    queue_encryption,
+    stream_encryption,
+)
 from tidegate.spec import EventBridgeSink, KinesisSink, Pipeline, SnsSink, SqsSink
 
 
@@ -35,6 +40,7 @@ def create_sink(
     *,
     name_suffix: str,
     removal_policy: RemovalPolicy,
+    encryption_key: kms.IKey | None = None,
 ) -> SinkBinding:
     """The spec names the sink, so its physical name is the spec's (plus the stage suffix)."""
     spec = pipeline.sink
@@ -43,16 +49,16 @@ def create_sink(
             scope, "SinkStream",
             stream_name=f"{spec.stream}{name_suffix}",
             stream_mode=kinesis.StreamMode.ON_DEMAND,
-            # aws/kinesis: encrypted at rest without a per-stream key bill (cdk-nag KDS3).
-            encryption=kinesis.StreamEncryption.MANAGED,
+            **stream_encryption(encryption_key),
             removal_policy=removal_policy,
         )
+        acknowledge_stream_key(stream, encryption_key)
         return SinkBinding(stream, stream.stream_name, stream.grant_write)
     if isinstance(spec, SqsSink):
         queue = sqs.Queue(
             scope, "SinkQueue",
             queue_name=f"{spec.queue}{name_suffix}",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            **queue_encryption(encryption_key),
             enforce_ssl=True,
             removal_policy=removal_policy,
         )
@@ -67,8 +73,11 @@ def create_sink(
         topic = sns.Topic(
             scope, "SinkTopic",
             topic_name=f"{spec.topic}{name_suffix}",
-            # aws/sns: encrypted at rest; subscribers in the account need no key grant.
-            master_key=kms.Alias.from_alias_name(scope, "SnsManagedKey", "alias/aws/sns"),
+            # aws/sns unless a customer key is given: subscribers in the account then need
+            # no key grant.
+            master_key=encryption_key or kms.Alias.from_alias_name(
+                scope, "SnsManagedKey", "alias/aws/sns"
+            ),
             enforce_ssl=True,
         )
         topic.apply_removal_policy(removal_policy)

@@ -65,6 +65,8 @@ def test_functions_ship_the_handler_folders_and_the_built_layer(
         code = assets[function["Metadata"]["aws:asset:path"]]
         text = (code / topology.PIPELINE_FILE).read_text()
         assert text == load_pipeline_file(ROOT / "pipelines" / "clickstream.yaml").to_json()
+        # The state version is the LiveStateVersion parameter's: resolved only when deployed.
+        assert env.pop(topology.ENV_STATE_VERSION) == {"Ref": "LiveStateVersion"}
         runtime = Runtime.from_env({**env, "LAMBDA_TASK_ROOT": str(code)})
         assert runtime.pipeline.name == "clickstream"
     (layer,) = [r for r in resources if r["Type"] == "AWS::Lambda::LayerVersion"]

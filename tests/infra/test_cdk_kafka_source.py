@@ -32,7 +32,7 @@ MSK_SCRAM_CONTEXT = {
     "msk_cluster_arn": CLUSTER_ARN,
     "kafka_secret_arn": SECRET_ARN,  # no kafka_auth: a secret means SASL/SCRAM-512
     "kafka_secret_key_arn": KEY_ARN,
-    "stage": "prod",
+    "stage": "staging",
 }
 SELF_MANAGED_CONTEXT = {
     "kafka_bootstrap_servers": BROKERS,
@@ -129,7 +129,7 @@ def test_msk_mapping_has_the_failure_settings_in_provisioned_mode(synth_kafka: A
         "FunctionResponseTypes": ["ReportBatchItemFailures"],
         "BisectBatchOnFunctionError": True,
         "MaximumRetryAttempts": 5,
-        "MaximumRecordAgeInSeconds": 21600,
+        "MaximumRecordAgeInSeconds": 86400,
         "DestinationConfig": {"OnFailure": {"Destination": {
             "Fn::GetAtt": [Match.string_like_regexp("FailedBatchesQueue"), "Arn"],
         }}},
@@ -197,7 +197,7 @@ def test_msk_with_a_scram_secret_reads_it_instead_of_using_iam(synth_kafka: Any)
     ]
     # The default consumer group carries the stage, as stack and stream names do.
     assert mapping["AmazonManagedKafkaEventSourceConfig"] == {
-        "ConsumerGroupId": "tidegate-clickstream-prod"
+        "ConsumerGroupId": "tidegate-clickstream-staging"
     }
     actions = {a: s["Resource"] for s in _ingest_statements(template) for a in _actions(s)}
     assert actions["secretsmanager:GetSecretValue"] == SECRET_ARN

@@ -160,7 +160,7 @@ def test_ingest_mapping_has_aws_safety_settings(template: Template) -> None:
         "FunctionResponseTypes": ["ReportBatchItemFailures"],
         "BisectBatchOnFunctionError": True,
         "MaximumRetryAttempts": 5,
-        "MaximumRecordAgeInSeconds": 21600,
+        "MaximumRecordAgeInSeconds": 86400,
         "ParallelizationFactor": 1,
         "DestinationConfig": {"OnFailure": {"Destination": {
             "Fn::GetAtt": [Match.string_like_regexp("FailedBatchesQueue"), "Arn"],
@@ -451,11 +451,13 @@ def test_one_stack_per_pipeline_and_stage(
     other = tmp_path / "other.yaml"
     other.write_text(yaml.safe_dump({**clickstream_data, "name": "other",
                                      "source": {"type": "kinesis", "stream": "other-events"}}))
-    stacks = synth_app(pipelines=f"pipelines/clickstream.yaml,{other}", stage="prod")
-    assert [s.stack_name for s in stacks] == ["tidegate-clickstream-prod", "tidegate-other-prod"]
+    stacks = synth_app(pipelines=f"pipelines/clickstream.yaml,{other}", stage="staging")
+    assert [s.stack_name for s in stacks] == [
+        "tidegate-clickstream-staging", "tidegate-other-staging"
+    ]
     assert all((s.account, s.region) == ("123456789012", "us-east-1") for s in stacks)
     Template.from_stack(stacks[1]).has_resource_properties(
-        "AWS::Kinesis::Stream", {"Name": "other-events-prod"}
+        "AWS::Kinesis::Stream", {"Name": "other-events-staging"}
     )
 
 

@@ -63,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check pipeline files and exit")
     validate.add_argument("pipelines", nargs="+")
 
-    from tidegate_dev.ops import dlq, produce, replay, status, tail
+    from tidegate_dev.ops import dlq, produce, replay, smoke, status, tail
 
     produce.add_arguments(commands.add_parser(
         "produce", help="send generated (or file) events to a pipeline's source stream"))
@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
         "replay", help="rebuild state as a new version from the log; switch when caught up"))
     dlq.add_arguments(commands.add_parser(
         "dlq", help="dead letters: list reasons, show messages, redrive (optionally fixed)"))
+    smoke.add_arguments(commands.add_parser(
+        "smoke", help="after cdk deploy: tagged test events through the stack, then clean up"))
 
     from tidegate_dev.cli.schemas import add_arguments as schemas_arguments
 
@@ -121,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tidegate_dev.plan.cli import plan
 
             return plan(args)
-        if args.command in ("produce", "status", "tail", "dlq", "replay"):
+        if args.command in ("produce", "status", "tail", "dlq", "replay", "smoke"):
             from importlib import import_module
 
             module = import_module(f"tidegate_dev.ops.{args.command}")

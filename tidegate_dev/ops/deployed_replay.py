@@ -9,14 +9,20 @@ replay.py). Once the replay has caught up, the cut-over:
 2. switches the active version, conditionally (versions.py): the live version publishes
    the windows closing up to the handover watermark, version N every one after;
 3. stops the replay mapping, points the live ingest and closer functions at version N
-   (`TIDEGATE_STATE_VERSION`) and starts the live mapping again. It resumes from its own
-   checkpoint, which is at or behind the replay's position: records version N already
-   holds are skipped by its per-item high-water marks, so nothing is counted twice;
+   and starts the live mapping again. It resumes from its own checkpoint, which is at or
+   behind the replay's position: records version N already holds are skipped by its
+   per-item high-water marks, so nothing is counted twice;
 4. gives the superseded version's state a TTL.
+
+Pointing the live functions at version N is a stack update: the stack's deploy parameter
+(its `LiveStateVersionParameter` output names it) sets their `TIDEGATE_STATE_VERSION`, so
+the stack, not an edit behind CloudFormation's back, says which version is live, and
+`cdk deploy` keeps it (previous parameter values are kept). A stack deployed before the
+parameter existed has its functions' configuration edited instead (that drifts).
 
 Each step is idempotent, so a cut-over that stopped half-way is finished by running it
 again. Afterwards set `state_version: N` in the pipeline file and deploy without the replay
-context, so the next deployment keeps the functions on version N.
+context.
 """
 
 from __future__ import annotations
@@ -49,6 +55,9 @@ class DeployedReplay:
     replay_ingest: str
     replay_version: int
     live_version: int  # the pipeline file's, used if no version was recorded yet
+    # The stack and its parameter holding the live state version (see the module doc).
+    stack: str | None = None
+    version_parameter: str | None = None
     retention_s: int = topology.DEFAULT_RETENTION_S
     poll_s: float = 5.0
     wait_s: float = 600.0
@@ -114,8 +123,11 @@ class DeployedReplay:
             self.log(f"version {self.replay_version} is already active: finishing the cut-over")
         handover = self.versions.ownership(self.replay_version).after
         self._set_enabled(self.replay_ingest, False)
-        for function in (self.live_ingest, self.live_closer):
-            self._set_state_version(function, self.replay_version)
+        if self.stack and self.version_parameter:
+            self._set_stack_parameter(self.replay_version)
+        else:
+            for function in (self.live_ingest, self.live_closer):
+                self._set_state_version(function, self.replay_version)
         self._set_enabled(self.live_ingest, True)
         expired = expire_version(
             self.store, self.pipeline, live, _now_ms() // 1000 + self.retention_s
@@ -149,6 +161,46 @@ class DeployedReplay:
             if time.monotonic() > deadline:
                 raise CutoverError(f"{function}: mapping not {want} after {self.wait_s} s")
             time.sleep(self.poll_s)
+
+    def _set_stack_parameter(self, version: int) -> None:
+        """Update the stack with its own template and every other parameter as it was."""
+        cfn = client("cloudformation")
+        stack = cfn.describe_stacks(StackName=self.stack)["Stacks"][0]
+        values = {p["ParameterKey"]: p.get("ParameterValue")
+                  for p in stack.get("Parameters", [])}
+        if self.version_parameter not in values:
+            raise CutoverError(
+                f"stack {self.stack} has no parameter {self.version_parameter}; the replay "
+                f"version {version} is active but the live functions were not re-pointed"
+            )
+        if values[self.version_parameter] == str(version):
+            return
+        parameters = [
+            {"ParameterKey": key, "ParameterValue": str(version)}
+            if key == self.version_parameter else {"ParameterKey": key, "UsePreviousValue": True}
+            for key in values
+        ]
+        kwargs: dict[str, Any] = {
+            "StackName": self.stack, "UsePreviousTemplate": True, "Parameters": parameters,
+            "Capabilities": ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+        }
+        # Deployed by `cdk deploy`, the stack is updated by the role it was deployed with,
+        # so the operator needs no rights over the resources themselves.
+        if stack.get("RoleARN"):
+            kwargs["RoleARN"] = stack["RoleARN"]
+        cfn.update_stack(**kwargs)
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            status = cfn.describe_stacks(StackName=self.stack)["Stacks"][0]["StackStatus"]
+            if status == "UPDATE_COMPLETE":
+                break
+            if status.endswith(("FAILED", "ROLLBACK_COMPLETE")) or time.monotonic() > deadline:
+                raise CutoverError(
+                    f"stack {self.stack}: update of {self.version_parameter} to {version} "
+                    f"ended {status}; version {version} is active, run the cut-over again"
+                )
+            time.sleep(self.poll_s)
+        self.log(f"stack {self.stack}: {self.version_parameter}={version}")
 
     def _set_state_version(self, function: str, version: int) -> None:
         lam = client("lambda")

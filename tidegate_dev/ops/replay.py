@@ -173,6 +173,7 @@ def _deployed(args: argparse.Namespace, pipeline: Any, start: StartingPosition) 
             live_closer=outputs["CloserFunctionName"],
             replay_ingest=outputs["ReplayIngestFunctionName"], replay_version=version,
             live_version=pipeline.state_version, wait_s=args.wait,
+            stack=args.stack, version_parameter=outputs.get("LiveStateVersionParameter"),
             retention_s=topology.DEFAULT_RETENTION_S, log=lambda m: err.print(m),
         )
         rows = driver.progress()
