@@ -62,9 +62,12 @@ class TidegatePipelineStack(Stack):
         self.alarm_topic = self._alarm_topic(settings, pipeline.name)
         self.live_state_version = CfnParameter(
             self, LIVE_STATE_VERSION_PARAMETER,
-            type="Number",
-            min_value=1,
-            default=pipeline.state_version,
+            # A string checked by pattern rather than a Number: it becomes an environment
+            # variable, and every reader gets it as text.
+            type="String",
+            allowed_pattern=r"^[1-9][0-9]{0,5}$",
+            constraint_description="a state version: a whole number from 1",
+            default=str(pipeline.state_version),
             description="The state version the live ingest and closer read and write. "
                         "Changed by a replay's cut-over (tidegate replay --deployed --switch).",
         )

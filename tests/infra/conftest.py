@@ -10,7 +10,9 @@ import json
 import os
 import shutil
 import subprocess
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -129,5 +131,76 @@ def variant(
             (stack,) = synth_app(pipelines=str(path))
             cache[key] = Template.from_stack(stack)
         return cache[key]
+
+    return make
+
+
+# -- template variants: each kind of stack the app can synthesize ------------------------------
+CLUSTER_ARN = ("arn:aws:kafka:us-east-1:123456789012:cluster/tidegate/"
+               "0a1b2c3d-4e5f-6a7b-8c9d-0e1f2a3b4c5d-1")
+ALARM_TOPIC_ARN = "arn:aws:sns:us-east-1:123456789012:ops"
+PROD_CONTEXT = {"stage": "prod", "alarm_topic_arn": ALARM_TOPIC_ARN}
+# name -> (pipeline file sections replaced, context)
+VARIANTS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "kinesis": ({}, {}),
+    "msk": ({"source": {"type": "msk", "topic": "user-events", "shards": 2}},
+            {"msk_cluster_arn": CLUSTER_ARN}),
+    "sink-sqs": ({"sink": {"type": "sqs", "queue": "results"}}, {}),
+    "sink-sns": ({"sink": {"type": "sns", "topic": "results"}}, {}),
+    "sink-eventbridge": ({"sink": {"type": "eventbridge", "bus": "analytics"}}, {}),
+    "replay": ({}, {"replayVersion": "2"}),
+    "prod": ({}, PROD_CONTEXT),
+    "kms-customer": ({}, {"kms": "customer", "alarm_email": "ops@example.com"}),
+}
+
+
+@dataclass
+class Synthesized:
+    stack_name: str
+    template: dict[str, Any]
+    outdir: Path
+    stack: Any
+
+    def code_dir(self, object_key: str) -> Path:
+        """The folder of the asset `cdk deploy` would upload as `object_key`."""
+        manifest = json.loads((self.outdir / f"{self.stack_name}.assets.json").read_text())
+        for asset in manifest["files"].values():
+            if any(d["objectKey"] == object_key for d in asset["destinations"].values()):
+                return self.outdir / asset["source"]["path"]
+        raise KeyError(object_key)
+
+
+@pytest.fixture(scope="session")
+def synth_variant(
+    tmp_path_factory: pytest.TempPathFactory,
+    stub_layer_dir: Path,
+    clickstream_data: dict[str, Any],
+) -> Callable[..., Synthesized]:
+    """A variant synthesized in process into its own cloud assembly (template and assets),
+    once per session. Its stage is this session's own (but `prod`'s), so its physical
+    names are apart from every other test's on a shared moto server."""
+    import yaml
+
+    cache: dict[str, Synthesized] = {}
+    stage = f"ci{uuid.uuid4().hex[:8]}"
+
+    def make(name: str) -> Synthesized:
+        if name not in cache:
+            cache[name] = build(name)
+        return cache[name]
+
+    def build(name: str) -> Synthesized:
+        changes, variant_context = VARIANTS[name]
+        context = {} if "stage" in variant_context else {"stage": stage}
+        folder = tmp_path_factory.mktemp(f"variant-{name}")
+        path = folder / "pipeline.yaml"
+        path.write_text(yaml.safe_dump({**clickstream_data, **changes}))
+        outdir = folder / "cdk.out"
+        app = App(outdir=str(outdir),
+                  context={"pipelines": str(path), **variant_context, **context})
+        (stack,) = build_app(app, layer_dir=stub_layer_dir)
+        assembly = app.synth()
+        template = assembly.get_stack_by_name(stack.stack_name).template
+        return Synthesized(stack.stack_name, template, outdir, stack)
 
     return make
