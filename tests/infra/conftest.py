@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aws_cdk import App
+from aws_cdk import App, Validations
 from aws_cdk.assertions import Template
+from cdk_nag import AwsSolutionsChecks
 
 from infra.app import build_app
 from infra.layer import ROOT, build_layer
@@ -160,6 +161,7 @@ class Synthesized:
     template: dict[str, Any]
     outdir: Path
     stack: Any
+    nag_findings: list[str]
 
     def code_dir(self, object_key: str) -> Path:
         """The folder of the asset `cdk deploy` would upload as `object_key`."""
@@ -198,9 +200,17 @@ def synth_variant(
         outdir = folder / "cdk.out"
         app = App(outdir=str(outdir),
                   context={"pipelines": str(path), **variant_context, **context})
+        Validations.of(app).add_plugins(AwsSolutionsChecks(app))  # as app.py does
         (stack,) = build_app(app, layer_dir=stub_layer_dir)
         assembly = app.synth()
         template = assembly.get_stack_by_name(stack.stack_name).template
-        return Synthesized(stack.stack_name, template, outdir, stack)
+        report = json.loads((outdir / "validation-report.json").read_text())
+        findings = [
+            f"{v['ruleName']} at {c['constructPath']}"
+            for plugin in report.get("pluginReports", [])
+            for v in plugin.get("violations", [])
+            for c in v.get("violatingConstructs", [])
+        ]
+        return Synthesized(stack.stack_name, template, outdir, stack, findings)
 
     return make
