@@ -195,11 +195,62 @@ def test_the_command_reads_the_stack_and_cuts_over(
         main(["replay", str(path), "--deployed", "--stack", other, "--endpoint-url", moto_url])
 
 
-def _outputs_stack(outputs: dict[str, str]) -> str:
-    """A stack that only carries outputs, as `cdk deploy` leaves them."""
+def test_with_a_version_parameter_the_cut_over_is_a_stack_update(
+    stack: Stack, moto_url: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    from tests.support import pipeline_spec
+    from tidegate_dev.cli.main import main
+
+    replay = stack.replay
+    stack.read(1, [50, 70])
+    stack.read(2, [50, 70])
+    arn = client("kinesis").describe_stream(StreamName=replay.stream)["StreamDescription"][
+        "StreamARN"]
+    # GIVEN a stack whose LiveStateVersion parameter sets what the live functions run
+    # (here an SSM parameter stands in for their environment)
+    marker = f"/tidegate/{uuid.uuid4().hex[:8]}/live-version"
+    name = _outputs_stack({
+        "StateTableName": replay.table, "SourceStreamArn": arn,
+        "IngestFunctionName": replay.live_ingest, "CloserFunctionName": replay.live_closer,
+        "ReplayIngestFunctionName": replay.replay_ingest, "ReplayVersion": "2",
+        "LiveStateVersionParameter": "LiveStateVersion",
+    }, marker=marker)
+    path = tmp_path / "cutover.yaml"
+    path.write_text(yaml.safe_dump(pipeline_spec(name=PIPELINE)))
+
+    # WHEN the cut-over runs
+    assert main(["replay", str(path), "--deployed", "--stack", name, "--endpoint-url",
+                 moto_url, "--json", "--wait", "0.3", "--switch"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["switched"] is True
+
+    # THEN the stack's parameter says version 2, and what it drives followed it
+    described = client("cloudformation").describe_stacks(StackName=name)["Stacks"][0]
+    assert {p["ParameterKey"]: p["ParameterValue"] for p in described["Parameters"]} == {
+        "LiveStateVersion": "2", "Other": "kept"}
+    assert client("ssm").get_parameter(Name=marker)["Parameter"]["Value"] == "2"
+    # and nothing was edited behind CloudFormation's back
+    assert topology.ENV_STATE_VERSION not in stack.env(replay.live_ingest)
+    assert replay.versions.active() == 2
+
+
+def _outputs_stack(outputs: dict[str, str], marker: str | None = None) -> str:
+    """A stack that only carries outputs, as `cdk deploy` leaves them; with `marker`, also
+    the LiveStateVersion parameter (and another one the update must keep), written to an
+    SSM parameter of that name."""
     name = f"tidegate-{uuid.uuid4().hex[:8]}"
-    client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps({
+    template: dict[str, Any] = {
         "Resources": {"Placeholder": {"Type": "AWS::SQS::Queue"}},
         "Outputs": {k: {"Value": v} for k, v in outputs.items()},
-    }))
+    }
+    parameters = []
+    if marker:
+        template["Parameters"] = {"LiveStateVersion": {"Type": "String", "Default": "1"},
+                                  "Other": {"Type": "String", "Default": "default"}}
+        template["Resources"]["Live"] = {"Type": "AWS::SSM::Parameter", "Properties": {
+            "Name": marker, "Type": "String", "Value": {"Ref": "LiveStateVersion"}}}
+        parameters = [{"ParameterKey": "Other", "ParameterValue": "kept"}]
+    client("cloudformation").create_stack(
+        StackName=name, TemplateBody=json.dumps(template), Parameters=parameters)
     return name
