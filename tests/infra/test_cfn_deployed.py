@@ -160,13 +160,8 @@ def test_every_template_variant_is_created_by_cloudformation(
 
 
 # -- the Kinesis stack, driven ---------------------------------------------------------------
-def _deployed_run(
-    synth: Synthesized, deployed: dict[str, Any], lines: list[bytes],
-    monkeypatch: pytest.MonkeyPatch, url: str,
-) -> Any:
-    """The local runner's delivery and readback, with its own resource builder replaced by
-    the stack's resources and the deployed functions' environment."""
-    from tidegate_dev.local import runner
+def _deployment(synth: Synthesized, deployed: dict[str, Any]) -> Any:
+    """The stack's resources (from its outputs) and the deployed functions' environment."""
     from tidegate_dev.local.resources import LocalDeployment
 
     outputs = deployed["outputs"]
@@ -194,7 +189,7 @@ def _deployed_run(
         "POWERTOOLS_LOG_LEVEL": "WARNING",
         "POWERTOOLS_METRICS_DISABLED": "true",
     }
-    deployment = LocalDeployment(
+    return LocalDeployment(
         pipeline=pipeline,
         source_stream=outputs["SourceStreamName"],
         table=outputs["StateTableName"],
@@ -203,12 +198,26 @@ def _deployed_run(
         sink_target=outputs["SinkTarget"],
         env=env,
     )
+
+
+def _deployed_run(
+    synth: Synthesized, deployed: dict[str, Any], lines: list[bytes],
+    monkeypatch: pytest.MonkeyPatch, url: str,
+) -> Any:
+    """The local runner's delivery and readback, with its own resource builder replaced by
+    the stack's resources and the deployed functions' environment."""
+    from tidegate_dev.local import runner
+
+    deployment = _deployment(synth, deployed)
     monkeypatch.setattr(runner, "_deploy", lambda *args: deployment)
-    return runner.run_pipeline(pipeline, lines, shards=2, batch_size=100, endpoint_url=url)
+    return runner.run_pipeline(deployment.pipeline, lines, shards=2, batch_size=100,
+                               endpoint_url=url)
 
 
 def _comparable(results: list[dict[str, Any]]) -> list[str]:
-    return sorted(json.dumps(r, sort_keys=True) for r in results)
+    # A smoke test's results (its own keys) may share the sink: not the demo's.
+    return sorted(json.dumps(r, sort_keys=True) for r in results
+                  if "tidegate-smoke-" not in json.dumps(r.get("key")))
 
 
 def test_the_kinesis_stack_runs_the_demo_as_local_run_does(
@@ -240,3 +249,62 @@ def test_the_kinesis_stack_runs_the_demo_as_local_run_does(
     assert len(shards) == 2
     items = client("dynamodb").scan(TableName=outputs["StateTableName"], Select="COUNT")
     assert items["Count"] > 0
+
+
+def test_smoke_passes_on_the_deployed_stack_and_leaves_no_state(
+    synth_variant: Callable[..., Synthesized],
+    cloudformation: Callable[[Synthesized], dict[str, Any]],
+) -> None:
+    """`tidegate smoke` against the stack while its (emulated) mappings run the handlers."""
+    import threading
+    import time
+    from datetime import UTC, datetime
+
+    from tidegate_dev.local.context import LambdaContext
+    from tidegate_dev.local.esm import KinesisEventSourceMapping, StartingPosition
+    from tidegate_dev.local.runner import handler_environment
+    from tidegate_dev.ops.smoke import Smoke, stack_pipeline
+
+    synth = synth_variant("kinesis")
+    deployed = cloudformation(synth)
+    deployment = _deployment(synth, deployed)
+    # The pipeline as the stack carries it (its template's metadata)
+    pipeline = stack_pipeline(synth.stack_name)
+    assert pipeline == deployment.pipeline
+    # Event time runs 30 times faster than the wall clock (at most 2 minutes ahead, inside
+    # max_future_skew), so a 1-minute window closes in seconds.
+    started = time.monotonic()
+    real_start = int(time.time() * 1000)
+
+    def fast_clock() -> int:
+        return real_start + min(int((time.monotonic() - started) * 30_000), 120_000)
+
+    stop = threading.Event()
+    with handler_environment(deployment) as (ingest, closer):
+        mapping = KinesisEventSourceMapping(
+            deployment.source_stream, ingest.handler, batch_size=100,
+            start=StartingPosition("AT_TIMESTAMP", datetime.now(UTC)))
+
+        def run_the_stack() -> None:
+            while not stop.is_set():
+                while mapping.pending():
+                    mapping.deliver_round()
+                closer.handler({}, LambdaContext("tidegate-closer"))
+                stop.wait(0.05)
+
+        worker = threading.Thread(target=run_the_stack, daemon=True)
+        worker.start()
+        try:
+            check = Smoke(pipeline, deployed["outputs"], events=12, timeout_s=60, tick_s=0.2,
+                          now_ms=fast_clock)
+            report = check.run_check()
+        finally:
+            stop.set()
+            worker.join(30)
+        cleaned = check.clean_up()
+
+    assert report.problems == []
+    assert (report.aggregated, report.windows_open, report.result_count) == (12, 0, 12)
+    assert report.results >= 5 and report.ticks > 0 and cleaned > 0
+    # nothing of the run's keys is left in the state table
+    assert check.state() == (0, 0) and check.items(check.key("tick")) == []
