@@ -183,18 +183,19 @@ def synth_variant(
     names are apart from every other test's on a shared moto server."""
     import yaml
 
-    cache: dict[str, Synthesized] = {}
-    stage = f"ci{uuid.uuid4().hex[:8]}"
+    cache: dict[tuple[str, str | None], Synthesized] = {}
+    session_stage = f"ci{uuid.uuid4().hex[:8]}"
 
-    def make(name: str) -> Synthesized:
-        if name not in cache:
-            cache[name] = build(name)
-        return cache[name]
+    def make(name: str, stage: str | None = None) -> Synthesized:
+        """`stage`: a stack of its own, for a test that must not share one."""
+        if (name, stage) not in cache:
+            cache[(name, stage)] = build(name, stage or session_stage)
+        return cache[(name, stage)]
 
-    def build(name: str) -> Synthesized:
+    def build(name: str, stage: str) -> Synthesized:
         changes, variant_context = VARIANTS[name]
         context = {} if "stage" in variant_context else {"stage": stage}
-        folder = tmp_path_factory.mktemp(f"variant-{name}")
+        folder = tmp_path_factory.mktemp(f"variant-{name}-{stage}")
         path = folder / "pipeline.yaml"
         path.write_text(yaml.safe_dump({**clickstream_data, **changes}))
         outdir = folder / "cdk.out"

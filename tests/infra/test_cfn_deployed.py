@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
 import zipfile
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -255,7 +256,9 @@ def test_smoke_passes_on_the_deployed_stack_and_leaves_no_state(
     synth_variant: Callable[..., Synthesized],
     cloudformation: Callable[[Synthesized], dict[str, Any]],
 ) -> None:
-    """`tidegate smoke` against the stack while its (emulated) mappings run the handlers."""
+    """`tidegate smoke` against the stack while its (emulated) mappings run the handlers.
+    A stack of its own: the demo's run ends by flushing its watermark to the end of time,
+    after which every new event is late (as it should be)."""
     import threading
     import time
     from datetime import UTC, datetime
@@ -265,7 +268,7 @@ def test_smoke_passes_on_the_deployed_stack_and_leaves_no_state(
     from tidegate_dev.local.runner import handler_environment
     from tidegate_dev.ops.smoke import Smoke, stack_pipeline
 
-    synth = synth_variant("kinesis")
+    synth = synth_variant("kinesis", stage=f"smoke{uuid.uuid4().hex[:8]}")
     deployed = cloudformation(synth)
     deployment = _deployment(synth, deployed)
     # The pipeline as the stack carries it (its template's metadata)
