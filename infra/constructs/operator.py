@@ -58,6 +58,13 @@ def operator_policy(
             resources=[f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/cdk-*-cfn-exec-role-*"],
             conditions={"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}},
         ),
+        # A stack update resolves the stack's SSM-typed parameter (CDK's BootstrapVersion).
+        iam.PolicyStatement(
+            sid="CutoverReadsTheBootstrapVersion",
+            actions=["ssm:GetParameters"],
+            resources=[f"arn:{Aws.PARTITION}:ssm:{Aws.REGION}:{Aws.ACCOUNT_ID}:"
+                       "parameter/cdk-bootstrap/*"],
+        ),
         iam.PolicyStatement(
             sid="State",
             actions=list(TABLE_ACTIONS),
@@ -133,6 +140,9 @@ def operator_policy(
         "event-source-mapping:*": "Mapping ids are generated at deploy time; the "
                                   "lambda:FunctionArn condition limits the updates to this "
                                   "stack's functions.",
+        "Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:"
+        "parameter/cdk-bootstrap/*": "The CDK bootstrap's version parameter, whose name "
+                                     "carries the bootstrap's qualifier; read only.",
         "Resource::arn:<AWS::Partition>:iam::<AWS::AccountId>:role/cdk-*-cfn-exec-role-*":
             "The cut-over updates the stack with the CDK bootstrap's CloudFormation "
             "execution role (its qualifier is the bootstrap's); passed to CloudFormation only.",
