@@ -12,7 +12,9 @@ def _local_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", required=True, help="events, one JSON object a line")
     parser.add_argument("--results", required=True, help="where to write published results")
     parser.add_argument("--summary", help="where to write the summary JSON")
-    parser.add_argument("--shards", type=int, default=1, help="source shards (default 1)")
+    parser.add_argument(
+        "--shards", type=int, help="source shards (default: the file's source.shards, else 1)"
+    )
     parser.add_argument("--batch-size", type=int, default=100, help="records per batch")
     parser.add_argument("--endpoint-url", help="an AWS-compatible endpoint instead of moto")
     parser.add_argument(
@@ -36,12 +38,23 @@ def _local_run_args(parser: argparse.ArgumentParser) -> None:
         "--timeline", metavar="PNG",
         help="draw the run: events, watermark and windows over arrival order",
     )
+    parser.add_argument(
+        "--dead-letters", metavar="FILE",
+        help="write the dead-lettered records, one JSON object a line (reason, detail, "
+             "source coordinates, payload)",
+    )
+    parser.add_argument(
+        "--late", metavar="FILE", help="write the late records, as --dead-letters does"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tidegate import __version__
+
     parser = argparse.ArgumentParser(
         prog="tidegate", description="Event-time stream analytics on AWS serverless."
     )
+    parser.add_argument("--version", action="version", version=f"tidegate {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     local = commands.add_parser("local", help="run pipelines on one machine")
@@ -94,6 +107,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from tidegate_dev.cli import errors
+
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if errors.debugging():
+            raise
+        line, code = errors.report(exc, args)
+        print(line, file=sys.stderr)
+        return code
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     from tidegate.spec import PipelineError
 
     try:
