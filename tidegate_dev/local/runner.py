@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 import time
@@ -14,6 +15,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import tidegate.aws
+from tidegate.dlq import QueueOutput, dead_letter
+from tidegate.rejections import RECORD_TOO_LARGE
+from tidegate.sources.records import SourceRecord
 from tidegate.spec import Pipeline
 from tidegate_dev.local import readback
 from tidegate_dev.local.chaos import Chaos, ChaosCrash
@@ -24,6 +28,10 @@ from tidegate_dev.local.resources import LocalDeployment, deploy
 from tidegate_dev.local.server import endpoint
 
 _MAX_CLOSER_ATTEMPTS = 200
+# Kinesis takes records of up to 1 MiB, data and partition key together; MSK's default
+# message.max.bytes is about the same. A producer gets a larger record refused, so it never
+# enters the log: the run dead-letters it in the producer's place instead of failing.
+MAX_RECORD_BYTES = 1_048_576
 _FOLLOW_CLOSER_S = 10.0  # a followed run's closer schedule while the source is quiet
 
 Progress = Callable[[int, int], None]  # (records checkpointed, events in)
@@ -112,9 +120,13 @@ def run_pipeline(
             # names; a followed run keeps the names the ops commands look for.
             suffix = "" if endpoint_url is None or follow else f"-{uuid.uuid4().hex[:8]}"
             deployment = _deploy(pipeline, shards, suffix, url)
+            sendable = _refuse_oversized(deployment, lines)
+            arrivals = _Arrivals() if follow is not None else None
             with handler_environment(deployment) as (ingest, closer):
                 handler = ingest.handler if observer is None else _observed(ingest, observer)
-                esm = open_feed(deployment, lines, handler, batch_size, chaos=chaos,
+                if arrivals is not None:
+                    handler = arrivals.watch(handler)
+                esm = open_feed(deployment, sendable, handler, batch_size, chaos=chaos,
                                 kafka_bootstrap=kafka_bootstrap)
                 rounds = 0
                 while esm.pending():
@@ -124,8 +136,9 @@ def run_pipeline(
                     if observer is not None:
                         observer.on_round(closer._state.get("last_outcome"), False)
                     if progress:
-                        progress(esm.stats.records_checkpointed, len(lines))
-                if follow is not None:
+                        progress(esm.stats.records_checkpointed, len(sendable))
+                if follow is not None and arrivals is not None:
+                    arrivals.counting = True
                     follow.caught_up(url, deployment)
                     rounds += _follow(esm, closer, chaos, follow)
                 duplicates = int(ingest._state.get("totals", {}).get("duplicates_skipped", 0))
@@ -133,7 +146,10 @@ def run_pipeline(
                     _run_closer(closer, chaos, flush=True)
                     if observer is not None:
                         observer.on_round(closer._state.get("last_outcome"), True)
-                output = _collect(deployment, len(lines), duplicates, rounds)
+                # Events others put on the source while a run follows it are events in too;
+                # a redriven dead letter is not: it is an event already counted.
+                events_in = len(lines) + (arrivals.new_events if arrivals else 0)
+                output = _collect(deployment, events_in, duplicates, rounds)
     finally:
         if chaos is not None:
             tidegate.aws.CLIENT_HOOKS.remove(chaos.hook)
@@ -154,6 +170,64 @@ class Follow(Protocol):
     def caught_up(self, url: str, deployment: LocalDeployment) -> None:
         """The input is consumed; others may now use the endpoint and the resources."""
         ...
+
+
+class _Arrivals:
+    """Counts the records that reach the ingest handler once the input is consumed (a
+    followed run), each once whatever the redeliveries, telling redriven dead letters
+    apart by their envelope."""
+
+    def __init__(self) -> None:
+        self.counting = False
+        self._seen: set[str] = set()
+        self._redriven: set[str] = set()
+
+    @property
+    def new_events(self) -> int:
+        return len(self._seen) - len(self._redriven)
+
+    def watch(self, handler: Callable[[dict[str, Any], Any], Any]) -> Callable[..., Any]:
+        from tidegate import redrive
+
+        prefix = base64.b64encode(redrive.MAGIC).decode("ascii")
+
+        def invoke(event: dict[str, Any], context: Any) -> Any:
+            if self.counting:
+                for record in event.get("Records", []):
+                    coordinate = str(record.get("eventID"))
+                    self._seen.add(coordinate)
+                    if record.get("kinesis", {}).get("data", "").startswith(prefix):
+                        self._redriven.add(coordinate)
+            return handler(event, context)
+
+        return invoke
+
+
+def _refuse_oversized(deployment: LocalDeployment, lines: list[bytes]) -> list[bytes]:
+    """The lines a producer could put on the source; the others go to the dead-letter
+    queue as `record_too_large`, with their place in the input as coordinates."""
+    pipeline = deployment.pipeline
+    sendable: list[bytes] = []
+    refused: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, start=1):
+        key = partition_key(pipeline, line)
+        size = len(line) + len(key.encode("utf-8"))
+        if size <= MAX_RECORD_BYTES:
+            sendable.append(line)
+            continue
+        record = SourceRecord(
+            partition="input", position=str(number),
+            data_b64=base64.b64encode(line).decode("ascii"),
+            arrival_ms=int(time.time() * 1000), partition_key=key,
+        )
+        refused.append(dead_letter(
+            pipeline.name, record, RECORD_TOO_LARGE,
+            f"event {number} of the input is {size:,} bytes with its partition key; the "
+            f"source takes records of at most {MAX_RECORD_BYTES:,} bytes",
+        ))
+    if refused and QueueOutput(deployment.dlq_url).send(refused):
+        raise RuntimeError("the dead-letter queue refused an oversized record")
+    return sendable
 
 
 def _deploy(pipeline: Pipeline, shards: int, suffix: str, url: str) -> LocalDeployment:
