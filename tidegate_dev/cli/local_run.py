@@ -81,13 +81,16 @@ def shard_count(args: argparse.Namespace, pipeline: Pipeline) -> int:
 def local_run(args: argparse.Namespace) -> int:
     # Everything a run reads or writes is checked first: a run is never lost at the end.
     check_input(args.events, "--events")
-    for flag in ("results", "summary", "dead_letters", "late", "timeline"):
+    # (--timeline makes its own folder.)
+    for flag in ("results", "summary", "dead_letters", "late"):
         check_output(getattr(args, flag, None), f"--{flag.replace('_', '-')}")
     pipeline = load_pipeline_file(args.pipeline)
     shards = shard_count(args, pipeline)
     lines = read_event_lines(args.events)
     recorder = None
     if getattr(args, "timeline", None):
+        import matplotlib  # noqa: F401 - drawn after the run: a missing extra must stop it before
+
         from tidegate_dev.ops.timeline import TimelineRecorder
 
         recorder = TimelineRecorder(pipeline)

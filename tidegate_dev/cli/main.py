@@ -113,6 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(args)
     except KeyboardInterrupt:
         return 130
+    except SystemExit as exc:
+        # Commands stop with SystemExit("error: ...") where they find a problem themselves.
+        if not isinstance(exc.code, str):
+            raise
+        print(exc.code, file=sys.stderr)
+        return 1
     except Exception as exc:
         if errors.debugging():
             raise
