@@ -22,7 +22,7 @@ from tidegate_dev.local.runner import MAX_RECORD_BYTES
 
 REPO = Path(__file__).resolve().parents[2]
 PIPELINE = REPO / "pipelines" / "clickstream.yaml"
-EVENTS = REPO / "pipelines" / "examples" / "events.jsonl"
+EVENTS = REPO / "examples" / "dlq_events.jsonl"
 OPS = [
     ["status", str(PIPELINE)],
     ["tail", str(PIPELINE)],
