@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check pipeline files and exit")
     validate.add_argument("pipelines", nargs="+")
 
+    schema_json = commands.add_parser(
+        "schema-json", help="the pipeline file's JSON Schema, for editor completion")
+    schema_json.add_argument("-o", "--output", metavar="FILE",
+                             help="write it here (default: stdout)")
+
     from tidegate_dev.ops import dlq, produce, replay, status, tail
 
     produce.add_arguments(commands.add_parser(
@@ -143,6 +148,15 @@ def _dispatch(args: argparse.Namespace) -> int:
             from tidegate_dev.cli.validate import validate
 
             return validate(args)
+        if args.command == "schema-json":
+            from tidegate_dev.reference.jsonschema import schema_json
+
+            if args.output:
+                with open(args.output, "w", encoding="utf-8") as handle:
+                    handle.write(schema_json())
+            else:
+                sys.stdout.write(schema_json())
+            return 0
         if args.command == "bench":
             from tidegate_dev.bench.report import bench
 
