@@ -1,5 +1,5 @@
 """`tidegate bench close-sim` on a few windows: every window closed once, by any number of
-workers (CI runs this small version only; the README's figures come from 12,000 and
+workers (CI runs this small version only; the figures in docs/benchmarks come from 12,000 and
 100,000 windows)."""
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ def test_with_an_endpoint_nobody_listens_on(
 def test_on_an_endpoint_without_the_pipeline(
     argv: list[str], moto_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The README's `produce` example against a bare moto server."""
+    """The `produce` example of docs/operating.md against a bare moto server."""
     spec = yaml.safe_load(PIPELINE.read_text(encoding="utf-8"))
     spec["name"] = f"absent-{uuid.uuid4().hex[:6]}"
     spec["source"]["stream"] = f"{spec['name']}-events"

@@ -1,6 +1,6 @@
 """The ingest's per-event fast paths give exactly what the general paths they shortcut give.
 
-Each fast path (README "Performance") answers the common case inline and hands every other
+Each fast path (docs/performance.md) answers the common case inline and hands every other
 input to the original code; these tests hold them to bit-identical results, errors included.
 """
 
