@@ -252,7 +252,7 @@ def test_redrive_refuses_another_pipelines_dead_letters(
 def test_a_followed_local_run_ingests_what_is_redriven_meanwhile(
     moto_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The walk-through of docs/dead-letters.md: `local run --follow`, then `dlq redrive` from outside."""
+    """The walk-through of docs/dead-letters.md: `local run --follow`, then `dlq redrive`."""
     spec = yaml.safe_load(Path(PIPELINE).read_text(encoding="utf-8"))
     spec["name"] = f"follow-{uuid.uuid4().hex[:6]}"  # a followed run keeps fixed names
     spec["source"]["stream"] = f"{spec['name']}-events"
