@@ -43,6 +43,7 @@ soak: $(STAMP)
 
 # The documentation site (mkdocs-material) into build/site; --strict fails on any warning.
 docs: $(STAMP)
+	$(PY) -m tidegate_dev.reference
 	$(PY) -m mkdocs build --strict --quiet
 
 lint: $(STAMP)

@@ -30,10 +30,11 @@ class LocalRun(NamedTuple):
 
 
 def _line(event: Mapping[str, Any] | str | bytes) -> bytes:
+    # Lines read from a file keep their line ending; the event is the line without it.
     if isinstance(event, bytes):
-        return event
+        return event.rstrip(b"\r\n")
     if isinstance(event, str):
-        return event.encode("utf-8")
+        return event.rstrip("\r\n").encode("utf-8")
     return json.dumps(event, ensure_ascii=False).encode("utf-8")
 
 
@@ -57,7 +58,8 @@ def run(
     spec = pipeline if not isinstance(pipeline, str | Path) else load_pipeline_file(pipeline)
     output = run_pipeline(
         spec,
-        [_line(event) for event in events],
+        # Blank lines are skipped, as in an events file.
+        [line for line in map(_line, events) if line.strip()],
         shards=shards if shards is not None else (spec.source.shards or 1),
         batch_size=batch_size,
         endpoint_url=endpoint_url,
