@@ -12,7 +12,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import yaml
 
@@ -74,22 +73,28 @@ def test_dead_letters_and_late_records_are_written_and_explained(
 
 
 def test_the_file_shard_count_is_used_unless_given(
-    moto_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    moto_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    kinesis = boto3.client("kinesis", endpoint_url=moto_url, region_name="us-east-1",
-                           aws_access_key_id="testing", aws_secret_access_key="testing")
+    import tidegate_dev.cli.local_run as local_run
+
+    used: list[int] = []
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        used.append(kwargs["shards"])
+        return run_pipeline(*args, **kwargs)
+
+    monkeypatch.setattr(local_run, "run_pipeline", recording)
     events = tmp_path / "events.jsonl"
     events.write_bytes(line("a", 1 * S, 1) + b"\n")
-    for given, expected in ((None, 3), ("2", 2)):
-        path, spec = _write_pipeline(tmp_path, source={"type": "kinesis", "shards": 3})
-        argv = ["local", "run", str(path), "--events", str(events), "--results",
-                str(tmp_path / "r.jsonl"), "--quiet", "--endpoint-url", moto_url]
-        assert main(argv + (["--shards", given] if given else [])) == 0
-        prefix = spec["source"]["stream"]
-        (stream,) = [s for s in kinesis.list_streams()["StreamNames"] if s.startswith(prefix)]
-        described = kinesis.describe_stream_summary(StreamName=stream)
-        assert described["StreamDescriptionSummary"]["OpenShardCount"] == expected
-    capsys.readouterr()
+    path, _ = _write_pipeline(tmp_path, source={"type": "kinesis", "shards": 3})
+    argv = ["local", "run", str(path), "--events", str(events), "--results",
+            str(tmp_path / "r.jsonl"), "--quiet", "--endpoint-url", moto_url]
+    assert main(argv) == 0
+    assert main([*argv, "--shards", "2"]) == 0
+    assert used == [3, 2]
+    summaries = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [s["aggregated"] for s in summaries] == [1, 1]
 
 
 def test_a_followed_run_counts_what_others_put_on_the_source(
