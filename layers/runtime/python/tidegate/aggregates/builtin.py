@@ -7,23 +7,29 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from tidegate.aggregates.base import DECIMAL, AggregateFunction, exact, plain
+from tidegate.aggregates import exact
+from tidegate.aggregates.base import AggregateFunction, plain
+from tidegate.aggregates.base import exact as exact_number
+from tidegate.aggregates.exact import Total
 from tidegate.spec import Pipeline
 
 
-def _num_add(a: int | Decimal, b: int | Decimal) -> int | Decimal:
-    if isinstance(a, int) and isinstance(b, int):
-        return a + b
-    # Decimal(x) of a Decimal is x itself, digits and exponent: only the others convert.
-    return DECIMAL.add(a if type(a) is Decimal else Decimal(a),
-                       b if type(b) is Decimal else Decimal(b))
+def _total_add(total: Any, value: Any) -> Total:
+    """An exact total plus one value (an int, a float, or a total of the same kind)."""
+    if type(value) is float:
+        return exact.stored(exact.add_float(exact.parse(total), value))
+    return exact.stored(exact.add(exact.parse(total), exact.parse(value)))
 
 
-def _int_add(a: Any, b: Any) -> Any:
-    """_num_add for the common case of two plain ints (bools and Decimals take the long way)."""
-    if type(a) is int and type(b) is int:
-        return a + b
-    return _num_add(a, b)
+def _total_add_all(total: Any, values: list[Any]) -> Total:
+    """`_total_add` of each value in turn, parsed once and stored once."""
+    running = exact.parse(total)
+    for value in values:
+        if type(value) is float:
+            running = exact.add_float(running, value)
+        else:
+            running = exact.add(running, exact.parse(value))
+    return exact.stored(running)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +65,8 @@ class Count:
 
 @dataclass(frozen=True, slots=True)
 class Sum:
-    """acc = [total, saw_float]."""
+    """acc = [total, saw_float]; the total is exact (aggregates/exact.py), so the result is
+    the same whatever the batch split, merge order, pane layout or shard count."""
 
     name: str
     field: str | None
@@ -72,37 +79,28 @@ class Sum:
         return [0, False]
 
     def add(self, acc: list[Any], value: int | float) -> list[Any]:
-        if type(value) is int:
-            total = acc[0]
-            if type(total) is int:  # _int_add's common case, inline
-                return [total + value, acc[1] or False]
-            return [_num_add(total, value), acc[1] or False]
-        return [_num_add(acc[0], exact(value)), acc[1] or isinstance(value, float)]
+        total = acc[0]
+        if type(value) is int and type(total) is int:
+            return [total + value, acc[1] or False]
+        return [_total_add(total, value), acc[1] or isinstance(value, float)]
 
     def add_all(self, acc: list[Any], values: list[Any]) -> list[Any]:
-        """`add` of each value in turn (same steps, same order: exactly add's result),
-        with the int + int step inline."""
         total, saw_float = acc
-        for value in values:
-            if type(value) is int and type(total) is int:
-                total += value
-                saw_float = saw_float or False
-            else:
-                total, saw_float = self.add([total, saw_float], value)
-        return [total, saw_float]
+        if type(total) is int and set(map(type, values)) <= _INTS:
+            return [total + sum(values), saw_float or False]
+        saw_float = saw_float or any(isinstance(v, float) for v in values)
+        return [_total_add_all(total, values), saw_float]
 
-    def add_ints(self, acc: list[Any], values: list[int]) -> list[Any]:
-        """add_all of plain ints: int addition is exact, so one sum() is the same total."""
-        total = acc[0]
-        if type(total) is int and values:
-            return [total + sum(values), acc[1] or False]
-        return self.add_all(acc, values)
+    add_ints = add_all
 
     def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
-        return [_num_add(a[0], b[0]), bool(a[1]) or bool(b[1])]
+        if type(a[0]) is int and type(b[0]) is int:
+            return [a[0] + b[0], bool(a[1]) or bool(b[1])]
+        return [_total_add(a[0], b[0]), bool(a[1]) or bool(b[1])]
 
     def result(self, acc: list[Any]) -> int | float:
-        return plain(acc[0], bool(acc[1]))
+        total = exact.parse(acc[0])
+        return exact.rounded(total) if acc[1] else exact.integral(total)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +142,7 @@ class Extreme:
                 return acc
             if current is None:
                 return [value, False]  # _better of nothing and this value
-        return self._better(acc, [exact(value), isinstance(value, float)])
+        return self._better(acc, [exact_number(value), isinstance(value, float)])
 
     def add_all(self, acc: list[Any], values: list[Any]) -> list[Any]:
         """`add` of each value in turn, with the int-against-int step inline."""
@@ -186,7 +184,8 @@ class Extreme:
 
 @dataclass(frozen=True, slots=True)
 class Avg:
-    """acc = [total, count]; the result is always a float (or None with no values)."""
+    """acc = [total, count], the total exact as Sum's; the result is always a float (or None
+    with no values): the float nearest the exact mean."""
 
     name: str
     field: str | None
@@ -199,35 +198,28 @@ class Avg:
         return [0, 0]
 
     def add(self, acc: list[Any], value: int | float) -> list[Any]:
-        if type(value) is int:
-            return [_int_add(acc[0], value), acc[1] + 1]
-        return [_num_add(acc[0], exact(value)), acc[1] + 1]
+        total = acc[0]
+        if type(value) is int and type(total) is int:
+            return [total + value, acc[1] + 1]
+        return [_total_add(total, value), acc[1] + 1]
 
     def add_all(self, acc: list[Any], values: list[Any]) -> list[Any]:
-        """`add` of each value in turn, with the int + int step inline."""
         total, count = acc
-        for value in values:
-            if type(value) is int and type(total) is int:
-                total += value
-                count += 1
-            else:
-                total, count = self.add([total, count], value)
-        return [total, count]
-
-    def add_ints(self, acc: list[Any], values: list[int]) -> list[Any]:
-        """add_all of plain ints: exact int sums, so one sum() and one count."""
-        total, count = acc
-        if type(total) is int and type(count) is int and values:
+        if type(total) is int and set(map(type, values)) <= _INTS:
             return [total + sum(values), count + len(values)]
-        return self.add_all(acc, values)
+        return [_total_add_all(total, values), count + len(values)]
+
+    add_ints = add_all
 
     def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
-        return [_num_add(a[0], b[0]), int(a[1]) + int(b[1])]
+        if type(a[0]) is int and type(b[0]) is int:
+            return [a[0] + b[0], int(a[1]) + int(b[1])]
+        return [_total_add(a[0], b[0]), int(a[1]) + int(b[1])]
 
     def result(self, acc: list[Any]) -> float | None:
         if not acc[1]:
             return None
-        return float(DECIMAL.divide(Decimal(acc[0]), Decimal(acc[1])))
+        return exact.mean(exact.parse(acc[0]), int(acc[1]))
 
 
 def build_aggregates(pipeline: Pipeline) -> list[AggregateFunction]:
