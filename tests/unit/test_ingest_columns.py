@@ -18,8 +18,8 @@ from tests.support import BASE_MS, SHARD0, kinesis_event, pipeline_spec, seq
 from tidegate import redrive, sources
 from tidegate.aggregates.builtin import AccumulatorSet, build_aggregates
 from tidegate.ingest import BatchOutcome, Ingestor
-from tidegate.schemas.compile import compile_schema
 from tidegate.schemas.decode import JsonDecoder
+from tidegate.schemas.event_model import compile_schema
 from tidegate.sources.kinesis import KinesisBatch
 from tidegate.spec import Pipeline, parse_pipeline
 from tidegate.state.panes import PaneState

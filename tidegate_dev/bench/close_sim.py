@@ -21,8 +21,8 @@ from typing import Any
 
 from tidegate import topology
 from tidegate.aggregates.builtin import AccumulatorSet, build_aggregates
-from tidegate.schemas.compile import compile_schema
 from tidegate.schemas.decode import JsonDecoder
+from tidegate.schemas.event_model import compile_schema
 from tidegate.sources.records import SourceRecord
 from tidegate.spec import Pipeline, parse_pipeline
 from tidegate.state import keys

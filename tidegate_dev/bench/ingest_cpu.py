@@ -21,8 +21,8 @@ from tidegate import sources
 from tidegate.aggregates.builtin import AccumulatorSet, build_aggregates
 from tidegate.ingest import Ingestor
 from tidegate.runtime import LAMBDA_WRITE_CONCURRENCY
-from tidegate.schemas.compile import compile_schema
 from tidegate.schemas.decode import JsonDecoder
+from tidegate.schemas.event_model import compile_schema
 from tidegate.spec import Pipeline
 from tidegate.state.dynamodb import DynamoStore
 from tidegate.state.panes import PaneState

@@ -76,8 +76,8 @@ def apply_fix(fix: Fix | None, data: bytes) -> bytes | None:
 
 def _decoder(pipeline: Pipeline) -> Any:
     """The ingest's own decoder: a record the redrive would put back is checked first."""
-    from tidegate.schemas.compile import compile_schema
     from tidegate.schemas.decode import JsonDecoder
+    from tidegate.schemas.event_model import compile_schema
 
     model = compile_schema(pipeline)
     if pipeline.format == "avro":

@@ -111,8 +111,8 @@ class Runtime:
     def ingestor(self) -> Ingestor:
         from tidegate.dlq import QueueOutput
         from tidegate.ingest import Ingestor
-        from tidegate.schemas.compile import compile_schema
         from tidegate.schemas.decode import JsonDecoder
+        from tidegate.schemas.event_model import compile_schema
         from tidegate.spec import RegistrySchema
 
         model = compile_schema(self.pipeline)
