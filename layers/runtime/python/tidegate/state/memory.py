@@ -21,9 +21,10 @@ from typing import Any
 from tidegate.errors import ConditionFailedError, TransactionConflictError
 from tidegate.state import keys
 from tidegate.state.store import CLOSING, EMITTED, PENDING, PUBLISHED, Item
-from tidegate.topology import OPEN_PK, OPEN_SK, PK, SK, TTL_ATTRIBUTE
+from tidegate.topology import OPEN_INDEX_PROJECTED, OPEN_PK, OPEN_SK, PK, SK, TTL_ATTRIBUTE
 
 _Key = tuple[str, str]
+_PROJECTED = (PK, SK, OPEN_PK, OPEN_SK, *OPEN_INDEX_PROJECTED)
 
 
 def _read(value: Any) -> Any:
@@ -74,7 +75,8 @@ class MemoryStore:
             due = [item for item in self.items.values()
                    if item.get(OPEN_PK) == index_pk and item.get(OPEN_SK, up_to + 1) <= up_to]
         due.sort(key=lambda item: item[OPEN_SK])
-        return iter([_read(item) for item in due])
+        # The index projects these attributes only (topology.table_definition).
+        return iter([_read({k: item[k] for k in _PROJECTED if k in item}) for item in due])
 
     def count_open(self, index_pk: str, up_to: int, limit: int) -> int:
         return min(limit, len(list(self.query_open(index_pk, up_to))))
