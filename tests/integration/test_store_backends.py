@@ -9,6 +9,7 @@ scripts cannot pass by doing nothing on both.
 
 from __future__ import annotations
 
+import inspect
 import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
@@ -212,3 +213,13 @@ def test_a_session_close_on_a_stale_read_changes_nothing(dynamo: DynamoStore) ->
         assert store.get(PK_B, "W#new") is None
         assert store.get(PK_B, "S#open") == {"PK": PK_B, "SK": "S#open", "ver": Decimal(2),
                                              "n": Decimal(1), "sessions": []}
+
+
+@pytest.mark.parametrize("backend", [MemoryStore, DynamoStore])
+def test_each_backend_offers_every_operation_with_its_signature(backend: type) -> None:
+    operations = [name for name, value in vars(StateStore).items()
+                  if callable(value) and not name.startswith("_")]
+    assert "write_group" in operations and "close_sessions" in operations
+    for name in operations:
+        assert inspect.signature(getattr(backend, name)) == inspect.signature(
+            getattr(StateStore, name)), name

@@ -41,9 +41,6 @@ from tidegate.versions import ActiveVersions, Decision
 from tidegate.watermark import MAX_WATERMARK, WatermarkStore
 from tidegate.windows.base import PaneAssigner
 
-__all__ = ["CLOSING", "EMITTED", "PENDING", "PUBLISHED", "Claim", "CloseOutcome", "Closer",
-           "PaneCloser"]
-
 # Windows claimed, published and completed together: one Kinesis PutRecords (the largest
 # sink batch), so a worker's memory and a crash's re-work stay bounded at any scale.
 CLOSE_BATCH = 500
@@ -425,7 +422,7 @@ class PaneCloser(Closer):
         One request instead of a query and then an update: the claim's read is what sets
         result latency and the close rate on a busy table. The condition is the loop's
         own test in `_claim` (the pane is there, was not frozen for this window, did not
-        begin after it and is not past it); whichever way it goes, DynamoDB returns the
+        begin after it and is not past it); whichever way it goes, the store returns the
         pane as it now stands, so `_claim` goes on as if it had read it. None: no pane.
         """
         return self.store.freeze_pane(pk, keys.pane_sk(window_start), window_start, unread=True)
