@@ -2,13 +2,14 @@
 unit tests and the bench, never for Lambda.
 
 It keeps DynamoDB's contract, not just its shape: every write checks the condition the
-DynamoDB backend's expression states and raises the same domain error when it fails;
-reads return numbers as `Decimal`, as boto3's deserializer does, and never share state
-with the caller. tests/unit/test_store_backends.py runs the same operations on both.
+DynamoDB backend's expression states and raises the same domain error when it fails; the
+open-window index gives the attributes the GSI projects; reads return new copies, numbers
+as `Decimal` as boto3's deserializer gives them. tests/integration/test_store_backends.py
+runs the same operations on both backends.
 
-A written item is taken as it is (no deep copy, no validation): the ingest and the closer
-build a new item for every write, and copying it here would put store overhead in the
-bench's ingest figures that DynamoDB's serialiser, measured separately, already stands for.
+A written item is kept as given, not copied: the ingest and the closer build a new item
+for every write and never change it afterwards, and a copy per write would add to the
+bench's ingest CPU a cost that DynamoDB's serialiser, measured separately, stands for.
 """
 
 from __future__ import annotations
