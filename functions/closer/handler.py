@@ -16,6 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from tidegate import fanout, topology
 from tidegate.clock import now_ms
+from tidegate.errors import ConfigurationError
 from tidegate.runtime import Runtime
 
 # Configured by the environment (the CDK construct sets it); these defaults serve local runs.
@@ -43,7 +44,7 @@ def reset() -> None:
 
 def _whole(name: str, value: str) -> int:
     if not value.isdigit():
-        raise RuntimeError(f"{name} must be a whole number, not {value!r}")
+        raise ConfigurationError(f"{name} must be a whole number, not {value!r}")
     return int(value)
 
 

@@ -83,7 +83,7 @@ def test_a_pane_frozen_by_another_closer_gives_its_snapshot_and_is_not_written(
         assert live is not None
         raced = {**live, "acc": {**live["acc"], "count:*": 99}, "n": live["n"] + 1,
                  "ver": live["ver"] + 1}
-        assert closer.store.put_versioned(raced, int(live["ver"]))
+        closer.store.write_group(raced, int(live["ver"]))
 
         # WHEN another closer freezes it again and claims the window
         again = closer._freeze_alone(pk, B)

@@ -161,6 +161,7 @@ class Redrive:
         the state table; a later one (an interrupted redrive run again, a duplicate message)
         puts those same bytes, even if the fix changed meanwhile, so that every copy lands in
         the state item that knows its redrive id."""
+        from tidegate.errors import ConditionFailedError
         from tidegate.state.dynamodb import DynamoStore
 
         store = DynamoStore(self.targets.table)
@@ -168,9 +169,13 @@ class Redrive:
         settled = []
         for letter, record in chosen:
             rid = self.redrive_id(letter)
-            earlier = store.put_new({"PK": f"{_LEDGER_PREFIX}{rid}", "SK": _LEDGER_SK,
-                                     "data": record, "at": int(time.time() * 1000),
-                                     "expire_at": expire_at})
+            try:
+                store.create_once({"PK": f"{_LEDGER_PREFIX}{rid}", "SK": _LEDGER_SK,
+                                   "data": record, "at": int(time.time() * 1000),
+                                   "expire_at": expire_at})
+                earlier = None
+            except ConditionFailedError as settled_before:
+                earlier = settled_before.current
             if earlier is not None and bytes(earlier["data"]) != record:
                 self.changed.append(letter)
                 record = bytes(earlier["data"])

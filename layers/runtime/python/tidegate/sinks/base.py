@@ -7,10 +7,6 @@ from typing import Protocol
 from tidegate.results import WindowResult
 
 
-class SinkError(Exception):
-    """Some results were not published; the closer leaves their windows CLOSING."""
-
-
 class Sink(Protocol):
     max_batch: int
 
