@@ -14,7 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support import assert_same_typed, pipeline_spec
-from tidegate.aggregates.builtin import AccumulatorSet, Avg, Count, Extreme, Sum, build_aggregates
+from tidegate.aggregates.accumulators import AccumulatorSet
+from tidegate.aggregates.builtin import Avg, Count, Extreme, Sum
+from tidegate.aggregates.registry import build_aggregates
 from tidegate.spec import parse_pipeline
 
 Number = int | float

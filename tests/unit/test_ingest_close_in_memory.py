@@ -11,13 +11,14 @@ from typing import Any
 
 from tests.support import BASE_MS, kinesis_event, line, pipeline_spec, seq
 from tidegate import sources
-from tidegate.aggregates.builtin import AccumulatorSet, build_aggregates
+from tidegate.aggregates.accumulators import AccumulatorSet
+from tidegate.aggregates.registry import build_aggregates
 from tidegate.closer import EMITTED, CloseOutcome, PaneCloser
 from tidegate.errors import ConditionFailedError
 from tidegate.ingest import BatchOutcome, Ingestor
 from tidegate.results import WindowResult
-from tidegate.schemas.compile import compile_schema
 from tidegate.schemas.decode import JsonDecoder
+from tidegate.schemas.event_model import compile_schema
 from tidegate.session_closer import SessionCloser
 from tidegate.spec import Pipeline, parse_pipeline
 from tidegate.state import keys

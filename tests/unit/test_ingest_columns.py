@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from tests.support import BASE_MS, SHARD0, kinesis_event, pipeline_spec, seq
 from tidegate import redrive, sources
-from tidegate.aggregates.builtin import AccumulatorSet, build_aggregates
+from tidegate.aggregates.accumulators import AccumulatorSet
+from tidegate.aggregates.registry import build_aggregates
 from tidegate.ingest import BatchOutcome, Ingestor
 from tidegate.schemas.decode import JsonDecoder
 from tidegate.schemas.event_model import compile_schema

@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support import pipeline_spec
-from tidegate.aggregates.builtin import AccumulatorSet, build_aggregates
+from tidegate.aggregates.accumulators import AccumulatorSet
+from tidegate.aggregates.registry import build_aggregates
 from tidegate.rejections import Rejected
 from tidegate.schemas import compile as compile_module
 from tidegate.schemas.decode import MAX_KEY_BYTES, JsonDecoder, fields_validator

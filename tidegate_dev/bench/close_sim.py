@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tidegate import topology
-from tidegate.aggregates.builtin import AccumulatorSet, build_aggregates
+from tidegate.aggregates.accumulators import AccumulatorSet
+from tidegate.aggregates.registry import build_aggregates
 from tidegate.schemas.decode import JsonDecoder
 from tidegate.schemas.event_model import compile_schema
 from tidegate.sources.records import SourceRecord

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tidegate import sources
-from tidegate.aggregates.builtin import AccumulatorSet, build_aggregates
+from tidegate.aggregates.accumulators import AccumulatorSet
+from tidegate.aggregates.registry import build_aggregates
 from tidegate.ingest import Ingestor
 from tidegate.runtime import LAMBDA_WRITE_CONCURRENCY
 from tidegate.schemas.decode import JsonDecoder

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from tidegate.aggregates.builtin import AccumulatorSet
+from tidegate.aggregates.accumulators import AccumulatorSet
 from tidegate.errors import ConditionFailedError, StateVanishedError
 from tidegate.in_flight import each_in_flight
 from tidegate.results import WindowResult, idempotency_key, key_object

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tidegate import topology
-from tidegate.aggregates.builtin import AccumulatorSet, build_aggregates
+from tidegate.aggregates.accumulators import AccumulatorSet
+from tidegate.aggregates.registry import build_aggregates
 from tidegate.clock import now_ms
 from tidegate.errors import ConfigurationError
 from tidegate.spec import Pipeline, pipeline_from_json

@@ -38,15 +38,27 @@ def plain(value: int | Decimal, is_float: bool) -> int | float:
 
 
 class AggregateFunction(Protocol):
-    """One aggregate of a pipeline; `state_name` changes whenever its meaning does."""
+    """One aggregate of a pipeline, split as Flink splits one: create an empty accumulator,
+    add values to it, merge two, render the result. `state_name` names the accumulator in
+    stored state and changes whenever its meaning does; aggregates with the same
+    `state_name` share one accumulator."""
 
-    name: str
-    field: str | None
-    state_name: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def field(self) -> str | None: ...
+
+    @property
+    def state_name(self) -> str: ...
 
     def create(self) -> Any: ...
 
     def add(self, acc: Any, value: Any) -> Any: ...
+
+    def add_all(self, acc: Any, values: list[Any]) -> Any:
+        """`add` of each value in turn (the result must be exactly that)."""
+        ...
 
     def merge(self, a: Any, b: Any) -> Any: ...
 
