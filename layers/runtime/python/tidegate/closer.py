@@ -367,7 +367,7 @@ class PaneCloser(Closer):
         state = existing.get("state") if existing else None
         if state == EMITTED:
             return Claim(pk, sk, window_start, None)
-        if state in (CLOSING, PENDING):
+        if existing is not None and state in (CLOSING, PENDING):
             # Claimed by an earlier run that did not finish: publish the same bytes again.
             return Claim(pk, sk, window_start, json.loads(existing["result_json"]),
                          final=state == CLOSING)

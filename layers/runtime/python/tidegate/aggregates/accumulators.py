@@ -139,12 +139,12 @@ class AccumulatorSet:
             found = present.get(field_name)
             if found is None:
                 if field_name:
-                    values = [e.get(field_name) for e in events]
-                    if None in values:
-                        values = [v for v in values if v is not None]
+                    found = [e.get(field_name) for e in events]
+                    if None in found:
+                        found = [v for v in found if v is not None]
                 else:
-                    values = [True] * len(events)
-                found = present[field_name] = values
+                    found = [True] * len(events)
+                present[field_name] = found
             acc[state_name] = add_all(acc[state_name], found)
 
     def merge(self, a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any]:

@@ -83,9 +83,9 @@ def with_fast_inputs(schema: CoreSchema) -> CoreSchema:
     input takes `schema` itself (always one of the union's choices)."""
     kind = schema.get("type")
     if kind in ("default", "nullable"):
-        return {**schema, "schema": with_fast_inputs(schema["schema"])}  # type: ignore[typeddict-item, typeddict-unknown-key]
+        return {**schema, "schema": with_fast_inputs(schema["schema"])}
     if kind in ("function-before", "function-after"):
-        fast = _FAST_INPUTS.get(schema["function"].get("function"))  # type: ignore[typeddict-item]
+        fast = _FAST_INPUTS.get(schema["function"].get("function"))
         if fast is not None:
             return core_schema.union_schema([*fast, schema])
     return schema
@@ -102,7 +102,7 @@ _TYPES: dict[str, Any] = {
 
 def _field_type(kind: str | EnumField) -> tuple[Any, bool]:
     if not isinstance(kind, str):  # {enum: [...]}
-        return Literal[tuple(kind.enum)], kind.optional  # type: ignore[valid-type]
+        return Literal[tuple(kind.enum)], kind.optional
     optional = kind.endswith("?")
     return _TYPES[kind.rstrip("?")], optional
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from tidegate.results import WindowResult
 
@@ -15,5 +15,5 @@ class Sink(Protocol):
         ...
 
 
-def chunks(items: list, size: int) -> list[list]:
+def chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]

@@ -297,7 +297,8 @@ class MemoryStore:
             if change is not None:
                 change(item)
             self.items[(pk, sk)] = item
-            return _read(item)
+            read: dict[str, Any] = _read(item)
+            return read
 
 
 def _compare(item: Item, name: str, test: Callable[[Any], bool]) -> bool:
