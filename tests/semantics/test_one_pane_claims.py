@@ -49,14 +49,14 @@ def _deliver(env: Any, users: list[str]) -> None:
 def _one_key(env: Any, pipeline: Pipeline) -> tuple[Any, str]:
     """Key "a" with two events in window [B, B + 10 s): the closer, and the key's PK."""
     _deliver(env, ["a"])
-    return env.closer._closer(), keys.key_pk(pipeline.name, pipeline.state_version, '["a"]')
+    return env.closer.current_closer(), keys.key_pk(pipeline.name, pipeline.state_version, '["a"]')
 
 
 def test_a_tumbling_claim_writes_twice_and_reads_no_pane(moto_url: str, pipeline: Pipeline) -> None:
     users = [f"u{i}" for i in range(7)]
     with deployed(pipeline, moto_url) as env:
         _deliver(env, users)
-        closer = env.closer._closer()
+        closer = env.closer.current_closer()
         watermark = closer.current_watermark(flush=True)
         calls = Calls(closer.store.db)
         closer.store._client = calls

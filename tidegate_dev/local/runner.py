@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import tidegate.aws
+from tidegate import observe
 from tidegate.spec import Pipeline
 from tidegate_dev.local import readback
 from tidegate_dev.local.chaos import Chaos, ChaosCrash
@@ -75,9 +76,26 @@ def _dropping_metrics(handler: Any, metrics: Any) -> Any:
     return invoke
 
 
+@dataclass
+class Observed:
+    """What the handlers of one environment did, seen through tidegate.observe: running
+    totals of the ingest's outcomes and the closer's last outcome."""
+
+    totals: dict[str, int] = field(default_factory=dict)
+    last_close: Any = None
+
+    def __call__(self, function: str, outcome: Any) -> None:
+        if function == "closer":
+            self.last_close = outcome
+            return
+        for name in ("records", "aggregated", "late", "dead_lettered", "duplicates_skipped"):
+            self.totals[name] = self.totals.get(name, 0) + getattr(outcome, name)
+
+
 @contextmanager
-def handler_environment(deployment: LocalDeployment) -> Iterator[tuple[Any, Any]]:
-    """Set the deployed environment contract and return freshly cold-started handlers."""
+def handler_environment(deployment: LocalDeployment) -> Iterator[tuple[Any, Any, Observed]]:
+    """Set the deployed environment contract and return freshly cold-started handlers, and
+    what they are seen doing."""
     from functions.closer import handler as closer_handler
     from functions.ingest import handler as ingest_handler
 
@@ -92,9 +110,12 @@ def handler_environment(deployment: LocalDeployment) -> Iterator[tuple[Any, Any]
     handlers = {module: module.handler for module in (ingest_handler, closer_handler)}
     for module, handler in handlers.items():
         module.handler = _dropping_metrics(handler, module.metrics)
+    observed = Observed()
+    observe.OBSERVERS.append(observed)
     try:
-        yield ingest_handler, closer_handler
+        yield ingest_handler, closer_handler, observed
     finally:
+        observe.OBSERVERS.remove(observed)
         for module, handler in handlers.items():
             module.handler = handler
         ingest_handler.reset()
@@ -135,7 +156,7 @@ def run_pipeline(
             # names; a followed run keeps the names the ops commands look for.
             suffix = "" if endpoint_url is None or follow else f"-{uuid.uuid4().hex[:8]}"
             deployment = _deploy(pipeline, shards, suffix, url)
-            with handler_environment(deployment) as (ingest, closer):
+            with handler_environment(deployment) as (ingest, closer, observed):
                 handler = ingest.handler if observer is None else _observed(ingest, observer)
                 esm = open_feed(deployment, lines, handler, batch_size, chaos=chaos,
                                 kafka_bootstrap=kafka_bootstrap)
@@ -145,17 +166,17 @@ def run_pipeline(
                     rounds += 1
                     _run_closer(closer, chaos, flush=False)
                     if observer is not None:
-                        observer.on_round(closer._state.get("last_outcome"), False)
+                        observer.on_round(observed.last_close, False)
                     if progress:
                         progress(esm.stats.records_checkpointed, len(lines))
                 if follow is not None:
                     follow.caught_up(url, deployment)
                     rounds += _follow(esm, closer, chaos, follow)
-                duplicates = int(ingest._state.get("totals", {}).get("duplicates_skipped", 0))
+                duplicates = observed.totals.get("duplicates_skipped", 0)
                 if flush:
                     _run_closer(closer, chaos, flush=True)
                     if observer is not None:
-                        observer.on_round(closer._state.get("last_outcome"), True)
+                        observer.on_round(observed.last_close, True)
                 output = _collect(deployment, len(lines), duplicates, rounds)
     finally:
         if chaos is not None:
@@ -241,7 +262,7 @@ def _run_closer(closer: Any, chaos: Chaos | None, flush: bool) -> None:
 
 def _racing_closers(closer_module: Any, flush: bool) -> None:
     """Closer A claims windows; closer B runs in full meanwhile; then A publishes."""
-    first = closer_module._closer()
+    first = closer_module.current_closer()
     watermark = first.current_watermark(flush)
     claims = first.claims(watermark)
     closer_module.handler({"flush": True} if flush else {}, LambdaContext("tidegate-closer-2"))
