@@ -48,9 +48,11 @@ docs: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 test: $(STAMP) node_modules
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m mkdocs build --strict --quiet
 	$(PY) -m pytest
 

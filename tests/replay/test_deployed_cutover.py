@@ -106,7 +106,7 @@ def test_cut_over_switches_repoints_and_expires(stack: Stack) -> None:
     stack.read(2, [55, 70])  # the replay is ahead on one shard, level on the other
     WatermarkStore(store, PIPELINE, 1).advance_pipeline(42_000)
     old_pane = {"PK": key_pk(PIPELINE, 1, '["u1"]'), "SK": "P#1", "n": 3}
-    store.put_new(old_pane)
+    store.create_once(old_pane)
 
     assert replay.cut_over() == 42_000
 

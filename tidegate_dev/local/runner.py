@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import threading
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import tidegate.aws
+from tidegate import observe
 from tidegate.dlq import QueueOutput, dead_letter
 from tidegate.rejections import RECORD_TOO_LARGE
 from tidegate.sources.records import SourceRecord
@@ -65,9 +67,43 @@ def read_event_lines(path: str | Path) -> list[bytes]:
     return [line.rstrip(b"\r") for line in lines if line.strip()]
 
 
+def _dropping_metrics(handler: Any, metrics: Any) -> Any:
+    """The handler, with the metrics it leaves behind dropped after each invocation.
+
+    Local runs disable metrics, and then Powertools' flush keeps the set instead of clearing
+    it; at 100 values of one metric `add_metric` prints the set to stdout whatever the
+    setting, into the run's summary output."""
+
+    @functools.wraps(handler)
+    def invoke(event: Any, context: Any) -> Any:
+        try:
+            return handler(event, context)
+        finally:
+            metrics.clear_metrics()
+
+    return invoke
+
+
+@dataclass
+class Observed:
+    """What the handlers of one environment did, seen through tidegate.observe: running
+    totals of the ingest's outcomes and the closer's last outcome."""
+
+    totals: dict[str, int] = field(default_factory=dict)
+    last_close: Any = None
+
+    def __call__(self, function: str, outcome: Any) -> None:
+        if function == "closer":
+            self.last_close = outcome
+            return
+        for name in ("records", "aggregated", "late", "dead_lettered", "duplicates_skipped"):
+            self.totals[name] = self.totals.get(name, 0) + getattr(outcome, name)
+
+
 @contextmanager
-def handler_environment(deployment: LocalDeployment) -> Iterator[tuple[Any, Any]]:
-    """Set the deployed environment contract and return freshly cold-started handlers."""
+def handler_environment(deployment: LocalDeployment) -> Iterator[tuple[Any, Any, Observed]]:
+    """Set the deployed environment contract and return freshly cold-started handlers, and
+    what they are seen doing."""
     from functions.closer import handler as closer_handler
     from functions.ingest import handler as ingest_handler
 
@@ -79,9 +115,17 @@ def handler_environment(deployment: LocalDeployment) -> Iterator[tuple[Any, Any]
     # Loggers read their level when the module is first imported; apply this run's.
     for module in (ingest_handler, closer_handler):
         module.logger.setLevel(deployment.env["POWERTOOLS_LOG_LEVEL"])
+    handlers = {module: module.handler for module in (ingest_handler, closer_handler)}
+    for module, handler in handlers.items():
+        module.handler = _dropping_metrics(handler, module.metrics)
+    observed = Observed()
+    observe.OBSERVERS.append(observed)
     try:
-        yield ingest_handler, closer_handler
+        yield ingest_handler, closer_handler, observed
     finally:
+        observe.OBSERVERS.remove(observed)
+        for module, handler in handlers.items():
+            module.handler = handler
         ingest_handler.reset()
         closer_handler.reset()
         # Feeds may add variables during the run (Kafka partitions): drop those too.
@@ -122,7 +166,7 @@ def run_pipeline(
             deployment = _deploy(pipeline, shards, suffix, url)
             sendable = _refuse_oversized(deployment, lines)
             arrivals = _Arrivals() if follow is not None else None
-            with handler_environment(deployment) as (ingest, closer):
+            with handler_environment(deployment) as (ingest, closer, observed):
                 handler = ingest.handler if observer is None else _observed(ingest, observer)
                 if arrivals is not None:
                     handler = arrivals.watch(handler)
@@ -134,18 +178,18 @@ def run_pipeline(
                     rounds += 1
                     _run_closer(closer, chaos, flush=False)
                     if observer is not None:
-                        observer.on_round(closer._state.get("last_outcome"), False)
+                        observer.on_round(observed.last_close, False)
                     if progress:
                         progress(esm.stats.records_checkpointed, len(sendable))
                 if follow is not None and arrivals is not None:
                     arrivals.counting = True
                     follow.caught_up(url, deployment)
                     rounds += _follow(esm, closer, chaos, follow)
-                duplicates = int(ingest._state.get("totals", {}).get("duplicates_skipped", 0))
+                duplicates = observed.totals.get("duplicates_skipped", 0)
                 if flush:
                     _run_closer(closer, chaos, flush=True)
                     if observer is not None:
-                        observer.on_round(closer._state.get("last_outcome"), True)
+                        observer.on_round(observed.last_close, True)
                 # Events others put on the source while a run follows it are events in too;
                 # a redriven dead letter is not: it is an event already counted.
                 events_in = len(lines) + (arrivals.new_events if arrivals else 0)
@@ -292,7 +336,7 @@ def _run_closer(closer: Any, chaos: Chaos | None, flush: bool) -> None:
 
 def _racing_closers(closer_module: Any, flush: bool) -> None:
     """Closer A claims windows; closer B runs in full meanwhile; then A publishes."""
-    first = closer_module._closer()
+    first = closer_module.current_closer()
     watermark = first.current_watermark(flush)
     claims = first.claims(watermark)
     closer_module.handler({"flush": True} if flush else {}, LambdaContext("tidegate-closer-2"))

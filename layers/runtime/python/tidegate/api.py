@@ -140,11 +140,13 @@ def pipeline(**sections: Any) -> Pipeline:
 
 def to_dict(spec: Pipeline) -> dict[str, Any]:
     """The pipeline as a file would hold it (durations written as `5s`, defaults left out)."""
-    return json.loads(spec.model_dump_json(by_alias=True, exclude_none=True,
-                                           exclude_defaults=True))
+    document: dict[str, Any] = json.loads(
+        spec.model_dump_json(by_alias=True, exclude_none=True, exclude_defaults=True))
+    return document
 
 
 def to_yaml(spec: Pipeline) -> str:
     import yaml
 
-    return yaml.safe_dump(to_dict(spec), sort_keys=False)
+    text: str = yaml.safe_dump(to_dict(spec), sort_keys=False)
+    return text

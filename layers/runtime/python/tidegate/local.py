@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -52,9 +53,10 @@ def run(
     file) on an embedded moto server, or on `endpoint_url`, exactly as `tidegate local run`
     does; `shards` defaults to the file's `source.shards`, else 1."""
     from tidegate.spec import load_pipeline_file
-    from tidegate_dev.cli.local_run import outcome_rows
-    from tidegate_dev.local.runner import run_pipeline
 
+    # By name: the dev tooling is neither in the layer nor part of its (strict) type check.
+    outcome_rows = import_module("tidegate_dev.cli.local_run").outcome_rows
+    run_pipeline = import_module("tidegate_dev.local.runner").run_pipeline
     spec = pipeline if not isinstance(pipeline, str | Path) else load_pipeline_file(pipeline)
     output = run_pipeline(
         spec,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tidegate.aggregates.builtin import AccumulatorSet
+from tidegate.aggregates.accumulators import AccumulatorSet
 from tidegate.spec import Pipeline
 from tidegate.state import keys
 from tidegate.state.protocol import Member, Verdict, split_duplicates
