@@ -38,6 +38,11 @@ def pipeline_json_schema() -> dict[str, Any]:
     schema = Pipeline.model_json_schema(
         by_alias=True, mode="validation", schema_generator=_FileSchema
     )
+    # The model takes any string and checks it against the registry of ops: editors get
+    # the registered names.
+    from tidegate.aggregates.registry import ops
+
+    schema["$defs"]["AggregateSpec"]["properties"]["op"]["enum"] = list(ops())
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "tidegate pipeline file"
     return schema

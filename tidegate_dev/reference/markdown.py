@@ -66,7 +66,7 @@ MEANING = {
                                    " processing time; switch off for replays of old data.",
     "allowed_lateness": "A window is final at `watermark >= end + allowed_lateness`.",
     "aggregates": "Result name to aggregate; each is in every result.",
-    "aggregates.<name>.op": "`count`, `sum`, `min`, `max` or `avg`.",
+    "aggregates.<name>.op": "The aggregate: one of the registered ops.",
     "aggregates.<name>.field": "The numeric field aggregated (all ops but `count`).",
     "emit": "`final`: one result per window; `updates`: a version when the watermark"
             " passes the end, then one per batch of accepted late events.",
@@ -104,7 +104,13 @@ def _default(key: Key) -> str:
 
 
 def _row(key: Key) -> str:
-    kind = key.type.replace("|", "\\|")
+    kind = key.type
+    if key.path == "aggregates.<name>.op":
+        # A string the model checks against the registry of ops: name them.
+        from tidegate.aggregates.registry import ops
+
+        kind = " | ".join(f'"{op}"' for op in ops())
+    kind = kind.replace("|", "\\|")
     meaning = MEANING.get(key.path, "")
     return f"| `{key.path}` | {kind} | {_default(key)} | {meaning} |"
 
