@@ -40,6 +40,7 @@ from tidegate.state.store import CLOSING, EMITTED, PENDING, PUBLISHED, StateStor
 from tidegate.versions import ActiveVersions, Decision
 from tidegate.watermark import MAX_WATERMARK, WatermarkStore
 from tidegate.windows.base import PaneAssigner
+from tidegate.windows.trigger import EventTimeTrigger
 
 # Windows claimed, published and completed together: one Kinesis PutRecords (the largest
 # sink batch), so a worker's memory and a crash's re-work stay bounded at any scale.
@@ -126,7 +127,7 @@ class Closer:
         self.expected_partitions = expected_partitions
         self.now_ms = now_ms
         self.retention_s = retention_s
-        self.lateness = pipeline.allowed_lateness
+        self.trigger = EventTimeTrigger.of(pipeline)
         self.versions = ActiveVersions(store, pipeline.name)
         # Windows of different keys claimed and completed side by side within a batch.
         self.concurrency = 1
@@ -188,7 +189,7 @@ class Closer:
         # watermark at or above it, so this run's claims stay ours (versions.switch).
         ownership = self.versions.ownership(self.pipeline.state_version)
         decisions = {
-            id(c): ownership.decide(int(c.result["window_end"]) + self.lateness)
+            id(c): ownership.decide(self.trigger.final_at(int(c.result["window_end"])))
             for c in claims if c.result is not None
         }
         publishable = [c for c in claims if decisions.get(id(c)) == Decision.PUBLISH]
@@ -320,13 +321,11 @@ class PaneCloser(Closer):
 
     # -- discovery -----------------------------------------------------------------------
     def close_at(self, window_start: int) -> int:
-        return window_start + self.assigner.size_ms + self.lateness
+        return self.trigger.final_at(window_start + self.assigner.size_ms)
 
     def trigger_at(self, window_start: int) -> int:
-        """When a window is first published: at its end with `emit: updates`."""
-        if self.pipeline.emit == "updates":
-            return window_start + self.assigner.size_ms
-        return self.close_at(window_start)
+        """When a window is first published (the trigger's rule)."""
+        return self.trigger.first_at(window_start + self.assigner.size_ms)
 
     def _due_windows(self, watermark: int, partitions: list[str]) -> set[tuple[str, int]]:
         due: set[tuple[str, int]] = set()
