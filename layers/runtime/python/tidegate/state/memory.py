@@ -42,6 +42,11 @@ def _read(value: Any) -> Any:
     return value
 
 
+def _without_none(item: Item) -> Item:
+    """DynamoDB stores no attribute for a None (DynamoStore drops them before writing)."""
+    return {k: v for k, v in item.items() if v is not None}
+
+
 def _number(value: Any) -> Decimal | None:
     return None if value is None or type(value) is bool else Decimal(value)
 
@@ -87,13 +92,11 @@ class MemoryStore:
         at = (item[PK], item[SK])
         with self._lock:
             current = self.items.get(at)
-            if expected_version is None:
-                ok = current is None
-            else:
-                ok = current is not None and _number(current.get("ver")) == expected_version
-            if not ok:
+            if (current is not None if expected_version is None
+                    else current is None or current.get("ver") != expected_version):
                 raise ConditionFailedError(f"{at[0]} {at[1]}: written since read")
-            self.items[at] = {k: v for k, v in item.items() if v is not None}
+            # Once per group written: the item itself unless it has a None to drop.
+            self.items[at] = item if None not in item.values() else _without_none(item)
 
     # -- watermarks ----------------------------------------------------------------------
     def advance_partition_watermark(
@@ -162,7 +165,8 @@ class MemoryStore:
             item["ver"] = item["ver"] + 1
 
         try:
-            return self._update(pk, sk, holds, change=change)
+            frozen: Item = _read(self._update(pk, sk, holds, change=change))
+            return frozen
         except ConditionFailedError as lost:
             return lost.current
 
@@ -193,7 +197,7 @@ class MemoryStore:
             current = self.items.get(at)
             if current is not None:
                 raise ConditionFailedError(f"{at[0]} {at[1]}: exists already", _read(current))
-            self.items[at] = {k: v for k, v in item.items() if v is not None}
+            self.items[at] = _without_none(item)
 
     def claim_next_version(
         self, pk: str, sk: str, state: str, result_json: str, n: int, version: int
@@ -232,9 +236,7 @@ class MemoryStore:
             ):
                 raise TransactionConflictError(f"{pk}: sessions changed while closing")
             for result in results:
-                self.items[(result[PK], result[SK])] = {
-                    k: v for k, v in result.items() if v is not None
-                }
+                self.items[(result[PK], result[SK])] = _without_none(result)
             item = dict(current)
             item.update(sessions=remaining, n=remaining_n, ver=current["ver"] + 1)
             if next_check_at is None:
@@ -267,11 +269,11 @@ class MemoryStore:
     def expire_items(self, pk_prefix: str, pk: str, expire_at: int) -> int:
         count = 0
         with self._lock:
-            for (p, _), item in self.items.items():
-                if not (p.startswith(pk_prefix) or p == pk):
+            for at, item in list(self.items.items()):
+                if not (at[0].startswith(pk_prefix) or at[0] == pk):
                     continue
                 if _absent_or(item, TTL_ATTRIBUTE, lambda t: t > expire_at):
-                    item[TTL_ATTRIBUTE] = expire_at
+                    self.items[at] = {**item, TTL_ATTRIBUTE: expire_at}
                     count += 1
         return count
 
@@ -283,7 +285,8 @@ class MemoryStore:
     ) -> Item:
         """UpdateItem: `holds` (given the item, {} when there is none) must be true; then
         `sets`, `removes` and `change` apply to the item, created when absent. Returns the
-        new item; ConditionFailedError carries the item as it stood (None: none)."""
+        new item as stored (the caller reads it with `_read` if it hands it out);
+        ConditionFailedError carries the item as it stood (None: none)."""
         with self._lock:
             current = self.items.get((pk, sk))
             if holds is not None and not holds(current or {}):
@@ -297,8 +300,7 @@ class MemoryStore:
             if change is not None:
                 change(item)
             self.items[(pk, sk)] = item
-            read: dict[str, Any] = _read(item)
-            return read
+            return item
 
 
 def _compare(item: Item, name: str, test: Callable[[Any], bool]) -> bool:
