@@ -6,8 +6,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
 # jsii (under aws-cdk-lib) prints a large banner on Node 20; the CDK itself works there.
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
+# mkdocs-material prints a banner about its successor on every build; the build is unaffected.
+export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: demo test lint venv clean synth layer soak
+.PHONY: demo test lint venv clean synth layer soak docs
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,11 +41,19 @@ soak: $(STAMP)
 	$(VENV)/bin/tidegate demo --events 1000000 --users 200 --shards 4 --batch-size 5000 \
 		--max-step-ms 2 --chaos 1
 
+# The documentation site (mkdocs-material) into build/site; --strict fails on any warning.
+docs: $(STAMP)
+	$(PY) -m tidegate_dev.reference
+	$(PY) -m mkdocs build --strict --quiet
+
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 test: $(STAMP) node_modules
 	$(PY) -m ruff check .
+	$(PY) -m mypy
+	$(PY) -m mkdocs build --strict --quiet
 	$(PY) -m pytest
 
 clean:

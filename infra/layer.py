@@ -33,10 +33,40 @@ class LayerSources:
 
     @classmethod
     def of_repo(cls, root: Path = ROOT) -> LayerSources:
+        if not (root / "requirements.txt").exists():
+            return cls.of_installed()
         return cls(
             requirements=root / "requirements.txt",
             library=root / "layers" / "runtime" / "python" / "tidegate",
         )
+
+    @classmethod
+    def of_installed(cls) -> LayerSources:
+        """From a pip-installed tidegate (a CDK app of the user's own): the installed
+        library, and its runtime dependencies pinned at the versions installed beside it."""
+        from importlib.metadata import version
+
+        import tidegate
+
+        pins = "".join(f"{name}=={version(name)}\n" for name in _LAYER_DISTRIBUTIONS)
+        requirements = build_root() / f"layer-requirements-{_digest(pins.encode())}.txt"
+        if not requirements.exists():
+            requirements.parent.mkdir(parents=True, exist_ok=True)
+            requirements.write_text(pins, encoding="utf-8")
+        return cls(requirements=requirements, library=Path(tidegate.__file__).resolve().parent)
+
+
+# What the layer bundles when there is no requirements.txt (an installed package): the
+# runtime dependencies of pyproject.toml but boto3, which Lambda's runtime provides.
+_LAYER_DISTRIBUTIONS = ("aws-lambda-powertools", "pydantic", "fastavro")
+
+
+def build_root() -> Path:
+    """Build outputs: build/ in a source checkout; in an installed package (whose folder
+    may not be writable), build/tidegate/ under the CDK app's working directory."""
+    if (ROOT / "requirements.txt").exists():
+        return ROOT / "build"
+    return Path.cwd() / "build" / "tidegate"
 
 
 def _files(folder: Path) -> list[Path]:
@@ -97,7 +127,7 @@ def build_layer(
 ) -> Path:
     """Return a folder laid out as a Lambda layer (`python/...`), building it if needed."""
     sources = sources or LayerSources.of_repo()
-    out_dir = out_dir or ROOT / "build" / "layer"
+    out_dir = out_dir or build_root() / "layer"
     out_dir.mkdir(parents=True, exist_ok=True)
 
     deps = out_dir / f"deps-{_deps_hash(sources)}"
@@ -130,7 +160,7 @@ def build_function(folder: Path, pipeline_json: str, out_dir: Path | None = None
     say so minutes into a deploy. So the spec ships in the code asset, and the environment
     names the file (topology.ENV_PIPELINE). Cached by content like the layer.
     """
-    out_dir = out_dir or ROOT / "build" / "functions"
+    out_dir = out_dir or build_root() / "functions"
     out_dir.mkdir(parents=True, exist_ok=True)
     parts: list[bytes] = [pipeline_json.encode()]
     for path in _files(folder):

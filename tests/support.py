@@ -136,6 +136,7 @@ class Deployed:
     deployment: Any  # tidegate_dev.local.resources.LocalDeployment
     ingest: Any  # functions.ingest.handler module
     closer: Any  # functions.closer.handler module
+    observed: Any  # tidegate_dev.local.runner.Observed
 
     @property
     def stream_arn(self) -> str:
@@ -153,7 +154,7 @@ class Deployed:
         return self.closer.handler({"flush": flush}, LambdaContext("tidegate-closer"))
 
     def totals(self) -> dict[str, int]:
-        return dict(self.ingest._state.get("totals", {}))
+        return dict(self.observed.totals)
 
     def collect(self, events_in: int) -> Collected:
         """Read back everything once (queues are drained)."""
@@ -188,8 +189,8 @@ def deployed(pipeline: Any, url: str, shards: int = 1) -> Iterator[Deployed]:
 
     with endpoint(url):
         deployment = deploy(pipeline, shards, suffix=f"-{uuid.uuid4().hex[:8]}")
-        with handler_environment(deployment) as (ingest, closer):
-            yield Deployed(deployment, ingest, closer)
+        with handler_environment(deployment) as (ingest, closer, observed):
+            yield Deployed(deployment, ingest, closer, observed)
 
 
 # -- fault injection --------------------------------------------------------------------------

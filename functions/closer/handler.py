@@ -14,8 +14,9 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from tidegate import fanout, topology
+from tidegate import fanout, observe, topology
 from tidegate.clock import now_ms
+from tidegate.errors import ConfigurationError
 from tidegate.runtime import Runtime
 
 # Configured by the environment (the CDK construct sets it); these defaults serve local runs.
@@ -28,7 +29,8 @@ _state: dict[str, Any] = {}
 _STOP_MS = 10_000
 
 
-def _closer() -> Any:
+def current_closer() -> Any:
+    """This execution environment's closer, built at cold start."""
     if "closer" not in _state:
         _state["closer"] = Runtime.from_env().closer()
         metrics.set_default_dimensions(pipeline=_state["closer"].pipeline.name)
@@ -43,7 +45,7 @@ def reset() -> None:
 
 def _whole(name: str, value: str) -> int:
     if not value.isdigit():
-        raise RuntimeError(f"{name} must be a whole number, not {value!r}")
+        raise ConfigurationError(f"{name} must be a whole number, not {value!r}")
     return int(value)
 
 
@@ -61,7 +63,7 @@ def _workers() -> fanout.Workers | None:
 
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    closer = _closer()
+    closer = current_closer()
     event = event if isinstance(event, dict) else {}
     role = "worker" if "partitions" in event else "coordinator"
 
@@ -79,7 +81,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         flush = bool(event.get("flush"))
         # A flush (the end of a bounded local run) closes everything, however long it takes.
         outcome = coordinator.run(flush=flush, keep_going=None if flush else keep_going)
-    _state["last_outcome"] = outcome
+    observe.report("closer", outcome)
     logger.info(
         "close run",
         extra={

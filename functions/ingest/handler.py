@@ -13,7 +13,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
-from tidegate import sources
+from tidegate import observe, sources
 from tidegate.runtime import Runtime
 
 # Configured by the environment (the CDK construct sets it); these defaults serve local runs.
@@ -44,10 +44,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     ingestor = _ingestor()
     time_left = getattr(context, "get_remaining_time_in_millis", None)
     outcome = ingestor.process(records, time_left_ms=time_left)
-    # Running totals of this execution environment (read by the local runner's summary).
-    totals = _state.setdefault("totals", {})
-    for name in ("records", "aggregated", "late", "dead_lettered", "duplicates_skipped"):
-        totals[name] = totals.get(name, 0) + getattr(outcome, name)
+    observe.report("ingest", outcome)
     if records:
         logger.info(
             "batch processed",

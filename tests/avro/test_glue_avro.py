@@ -25,8 +25,8 @@ from tidegate.schemas.avro import (
     glue_unframe,
     parse_definition,
 )
-from tidegate.schemas.compile import compile_schema
 from tidegate.schemas.decode import JsonDecoder
+from tidegate.schemas.event_model import compile_schema
 from tidegate.spec import Pipeline
 
 VERSION = uuid.UUID("12345678-9abc-def0-1234-56789abcdef0")

@@ -283,7 +283,7 @@ def test_smoke_passes_on_the_deployed_stack_and_leaves_no_state(
         return real_start + min(int((time.monotonic() - started) * 30_000), 120_000)
 
     stop = threading.Event()
-    with handler_environment(deployment) as (ingest, closer):
+    with handler_environment(deployment) as (ingest, closer, _observed):
         mapping = KinesisEventSourceMapping(
             deployment.source_stream, ingest.handler, batch_size=100,
             start=StartingPosition("AT_TIMESTAMP", datetime.now(UTC)))

@@ -152,3 +152,29 @@ def test_an_invalid_pipeline_is_refused_with_every_problem_before_anything_runs(
     assert proc.stdout.strip() == ""
     assert not (files / "RESULTS.jsonl").exists()
     assert not (files / "SUMMARY.json").exists()
+
+
+def test_quiet_prints_the_summary_line_alone_and_touching_sessions_merge(
+    tmp_path: Path,
+) -> None:
+    # Over 100 invocations at batch size 1: Powertools prints a metric set once it holds 100
+    # values, whatever POWERTOOLS_METRICS_DISABLED says, unless the runner drops them.
+    spec = pipeline_spec(name="cli-quiet", window={"type": "session", "gap": "3s"},
+                         watermark={"delay": "2s"}, aggregates={"n": {"op": "count"}})
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    touching = [line("k", B + t, 1) for t in (1_000, 4_000, 20_000)]  # 1000 and 4000 touch
+    filler = [line(f"f{i % 7}", B + 30_000 + i * 10, 1) for i in range(110)]
+    (tmp_path / "events.jsonl").write_bytes(b"\n".join(touching + filler) + b"\n")
+
+    proc = run_cli("local", "run", tmp_path / "pipeline.yaml", "--events",
+                   tmp_path / "events.jsonl", "--results", tmp_path / "out.jsonl",
+                   "--batch-size", "1", "--shards", "3", "--quiet", cwd=tmp_path)
+
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr == ""
+    (only_line,) = proc.stdout.splitlines()
+    assert json.loads(only_line)["events_in"] == 113
+    rows = [json.loads(r) for r in (tmp_path / "out.jsonl").read_text().splitlines()]
+    sessions = sorted((r["window_start"] - B, r["window_end"] - B, r["aggregates"]["n"])
+                      for r in rows if r["key"] == {"user": "k"})
+    assert sessions == [(1_000, 7_000, 2), (20_000, 23_000, 1)]

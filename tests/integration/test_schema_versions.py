@@ -16,7 +16,7 @@ from tests.support import BASE_MS as B
 from tests.support import assert_same_typed, deployed, seq
 from tidegate.rejections import Rejected
 from tidegate.schemas.avro import AvroDecoder, GlueSchemas, encode_record, glue_frame
-from tidegate.schemas.compile import compile_schema
+from tidegate.schemas.event_model import compile_schema
 from tidegate.schemas.versions import Upgrader
 from tidegate.spec import Pipeline, RegistrySchema, load_pipeline_file
 from tidegate_dev.local.context import LambdaContext

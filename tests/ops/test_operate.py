@@ -75,11 +75,11 @@ def test_produce_run_status_tail(url: str, tmp_path: Path,
     assert produced["sent"] == EVENTS
     assert produced["stream"] == deployment.source_stream
 
-    with handler_environment(deployment) as (ingest, closer):
+    with handler_environment(deployment) as (ingest, closer, observed):
         rounds = _drive(deployment, closer, ingest)
         code, before = _status(capsys, path, url)
         closer.handler({"flush": True}, LambdaContext("tidegate-closer"))
-        duplicates = int(ingest._state["totals"]["duplicates_skipped"])
+        duplicates = observed.totals["duplicates_skipped"]
     code_after, after = _status(capsys, path, url)
 
     # Before the flush: both shards report, windows are still open, the DLQ gates.

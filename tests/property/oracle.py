@@ -160,11 +160,8 @@ def aggregate(pipeline: Pipeline, events: list[Event]) -> dict[str, Any]:
             continue
         values = [e.values[spec.field] for e in events if e.values.get(spec.field) is not None]
         any_float = any(isinstance(v, float) for v in values)
-        # Exact sums of the values as written (their shortest repr), like the system's.
-        total = sum(
-            (Fraction(repr(v)) if isinstance(v, float) else Fraction(v) for v in values),
-            Fraction(0),
-        )
+        # Exact sums of the values' binary values; a float sum is then math.fsum's.
+        total = sum((Fraction(v) for v in values), Fraction(0))
         if spec.op == "count":
             out[name] = len(values)
         elif spec.op == "sum":
@@ -212,12 +209,12 @@ def _aligned_windows(t: int, size: int, slide: int) -> list[int]:
 
 
 def _overlap(a: Session, b: Session, gap: int) -> bool:
-    # [a.first, a.last + gap) and [b.first, b.last + gap) intersect.
-    return a.first_ms < b.last_ms + gap and b.first_ms < a.last_ms + gap
+    # [a.first, a.last + gap] and [b.first, b.last + gap] intersect: touching merges (Flink).
+    return a.first_ms <= b.last_ms + gap and b.first_ms <= a.last_ms + gap
 
 
 def _merge_all(sessions: list[Session], gap: int) -> list[Session]:
-    """Merge overlapping sessions until none overlap (transitively)."""
+    """Merge overlapping or touching sessions until none do (transitively)."""
     merged = list(sessions)
     changed = True
     while changed:

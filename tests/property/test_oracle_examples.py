@@ -104,11 +104,12 @@ def test_keys_are_separate() -> None:
 SESSION = {"type": "session", "gap": 10}
 
 
-def test_session_merges_within_the_gap_not_at_it() -> None:
+def test_session_merges_within_and_at_the_gap_not_beyond_it() -> None:
     p = make_pipeline(SESSION, delay=100)
-    # 0 and 5 overlap ([0,10), [5,15)); 15 is exactly 10 after 5 and starts a new one.
-    run = run_oracle(p, [ev(0), ev(5), ev(15)], batch_size=1)
-    assert windows(run) == [("a", 0, 15, 2), ("a", 15, 25, 1)]
+    # 0 and 5 overlap ([0,10), [5,15)); 15 is exactly 10 after 5: [5,15) and [15,25) touch
+    # and merge (Flink); 26 is 11 after 15 and starts a new session.
+    run = run_oracle(p, [ev(0), ev(5), ev(15), ev(26)], batch_size=1)
+    assert windows(run) == [("a", 0, 25, 3), ("a", 26, 36, 1)]
 
 
 def test_session_bridging_event_merges_two_sessions() -> None:

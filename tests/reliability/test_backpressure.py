@@ -63,7 +63,7 @@ def test_a_refusing_sink_leaves_windows_closing_until_it_accepts(
 ) -> None:
     records = [(seq(1), line("a", 1_700_000_000_000, 3)), (seq(2), line("b", 1_700_000_000_001, 4))]
     pipe.ingest.handler(kinesis_event(records, pipe.stream_arn), RunningOutContext(calls=100))
-    closer = pipe.closer._closer()
+    closer = pipe.closer.current_closer()
     calls = {"n": 0}
     real_publish = closer.sink.publish
 

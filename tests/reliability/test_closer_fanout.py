@@ -60,7 +60,7 @@ def test_parallel_workers_after_crashed_ones_close_every_window_once_in_content(
 ) -> None:
     with deployed(pipeline, moto_url) as env:
         assert env.deliver(_events()) == {"batchItemFailures": []}
-        closer = env.closer._closer()
+        closer = env.closer.current_closer()
         closer.concurrency = concurrency  # windows of different keys side by side, too
         watermark = closer.current_watermark(flush=True)
         partitions = closer.index_partitions()
@@ -116,7 +116,7 @@ def test_a_batch_publish_retries_exactly_the_failed_entries(
 ) -> None:
     with deployed(pipeline, moto_url) as env:
         assert env.deliver(_events()) == {"batchItemFailures": []}
-        closer = env.closer._closer()
+        closer = env.closer.current_closer()
         closer.retry_delay_s = 0
         closer.sink = sink = FlakySink({0: {2, 5, 9}})
         outcome = closer.run(flush=True)
@@ -136,7 +136,7 @@ def test_an_entry_that_keeps_failing_stays_closing_and_goes_out_later_unchanged(
 ) -> None:
     with deployed(pipeline, moto_url) as env:
         assert env.deliver(_events()) == {"batchItemFailures": []}
-        closer = env.closer._closer()
+        closer = env.closer.current_closer()
         closer.retry_delay_s = 0
         # Position 4 of the first call is the only entry of the two retries: it fails each time.
         closer.sink = sink = FlakySink({0: {4}, 1: {0}, 2: {0}})
@@ -178,7 +178,7 @@ def test_the_coordinator_fans_out_to_itself_and_each_order_closes_its_partitions
 
     with deployed(pipeline, moto_url) as env:
         assert env.deliver(_events()) == {"batchItemFailures": []}
-        closer = env.closer._closer()
+        closer = env.closer.current_closer()
         # GIVEN more due panes than the threshold, and a function allowed 3 workers, one of
         # whose invocations is refused
         lam = FakeLambda(refuse={1})
@@ -235,7 +235,7 @@ def test_below_the_threshold_the_coordinator_closes_inline(
     with deployed(pipeline, moto_url) as env:
         assert env.deliver(_events()) == {"batchItemFailures": []}
         lam = FakeLambda()
-        closer = env.closer._closer()
+        closer = env.closer.current_closer()
         coordinator = fanout.Coordinator(
             closer, fanout.LambdaWorkers("closer", lam, size=3), threshold=len(EXPECTED)
         )
@@ -250,7 +250,7 @@ def test_a_work_order_is_checked_before_anything_closes(
 ) -> None:
     with deployed(pipeline, moto_url) as env:
         assert env.deliver(_events()) == {"batchItemFailures": []}
-        closer = env.closer._closer()
+        closer = env.closer.current_closer()
         stored = closer.current_watermark()
         mine = closer.index_partitions()[0]
         with pytest.raises(ValueError, match=r"not index partitions of pipeline 'tg-test': "

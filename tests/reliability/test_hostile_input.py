@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tidegate.rejections import Rejected
-from tidegate.schemas.compile import compile_schema
 from tidegate.schemas.decode import Event, JsonDecoder
+from tidegate.schemas.event_model import compile_schema
 from tidegate.spec import Pipeline, parse_pipeline
 from tidegate_dev.local.runner import run_pipeline
 

@@ -42,7 +42,7 @@ def test_quiet_stream_closes_by_processing_time(
     lines = [json.dumps({"k": "a", "t": t}).encode() for t in (1_000, 2_000, 3_000)]
     with endpoint():
         deployment = deploy(pipeline, shards=1, suffix=f"-{uuid.uuid4().hex[:6]}")
-        with handler_environment(deployment) as (ingest, closer):
+        with handler_environment(deployment) as (ingest, closer, _):
             # GIVEN three events of window [0, 10s) ingested at processing time T0
             monkeypatch.setenv(ENV_CLOCK, str(T0))
             put_events(deployment.source_stream, pipeline, lines)

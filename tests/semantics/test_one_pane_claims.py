@@ -49,14 +49,14 @@ def _deliver(env: Any, users: list[str]) -> None:
 def _one_key(env: Any, pipeline: Pipeline) -> tuple[Any, str]:
     """Key "a" with two events in window [B, B + 10 s): the closer, and the key's PK."""
     _deliver(env, ["a"])
-    return env.closer._closer(), keys.key_pk(pipeline.name, pipeline.state_version, '["a"]')
+    return env.closer.current_closer(), keys.key_pk(pipeline.name, pipeline.state_version, '["a"]')
 
 
 def test_a_tumbling_claim_writes_twice_and_reads_no_pane(moto_url: str, pipeline: Pipeline) -> None:
     users = [f"u{i}" for i in range(7)]
     with deployed(pipeline, moto_url) as env:
         _deliver(env, users)
-        closer = env.closer._closer()
+        closer = env.closer.current_closer()
         watermark = closer.current_watermark(flush=True)
         calls = Calls(closer.store.db)
         closer.store._client = calls
@@ -83,7 +83,7 @@ def test_a_pane_frozen_by_another_closer_gives_its_snapshot_and_is_not_written(
         assert live is not None
         raced = {**live, "acc": {**live["acc"], "count:*": 99}, "n": live["n"] + 1,
                  "ver": live["ver"] + 1}
-        assert closer.store.put_versioned(raced, int(live["ver"]))
+        closer.store.write_group(raced, int(live["ver"]))
 
         # WHEN another closer freezes it again and claims the window
         again = closer._freeze_alone(pk, B)

@@ -23,12 +23,13 @@ def _spans(sessions: list[Session], gap: int) -> list[tuple[int, int, int]]:
     ("times", "expected"),
     [
         ([0, 5, 9], [(0, 19, 3)]),  # each within the gap of the last
-        ([0, 10], [(0, 10, 1), (10, 20, 1)]),  # exactly `gap` apart: half-open, no merge
+        ([0, 10], [(0, 20, 2)]),  # exactly `gap` apart: the intervals touch, and merge
+        ([0, 11], [(0, 10, 1), (11, 21, 1)]),  # one ms more: apart
         ([0, 9, 30, 25], [(0, 19, 2), (25, 40, 2)]),  # out of order still merges
         ([18, 0, 9], [(0, 28, 3)]),  # the middle event bridges two sessions
     ],
 )
-def test_overlapping_intervals_merge(
+def test_overlapping_or_touching_intervals_merge(
     times: list[int], expected: list[tuple[int, int, int]]
 ) -> None:
     assigner = SessionAssigner(gap_ms=10)

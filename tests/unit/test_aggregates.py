@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import struct
 from decimal import Decimal
 from fractions import Fraction
 from itertools import pairwise
@@ -12,7 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support import assert_same_typed, pipeline_spec
-from tidegate.aggregates.builtin import AccumulatorSet, Avg, Count, Extreme, Sum, build_aggregates
+from tidegate.aggregates.accumulators import AccumulatorSet
+from tidegate.aggregates.builtin import Avg, Count, Extreme, Sum
+from tidegate.aggregates.registry import build_aggregates
 from tidegate.spec import parse_pipeline
 
 Number = int | float
@@ -42,8 +46,11 @@ def results_of(values: list[Any]) -> dict[str, Any]:
         ([1, 2, 3, 4], {"n": 4, "total": 10, "hi": 4, "lo": 1, "mean": 2.5}),
         ([-5, 5, 0], {"n": 3, "total": 0, "hi": 5, "lo": -5, "mean": 0.0}),
         ([2**62, 2**62], {"n": 2, "total": 2**63, "hi": 2**62, "lo": 2**62, "mean": 2.0**62}),
-        # floats: sums are exact in decimal, not binary (0.1 + 0.2 == 0.3 here)
-        ([0.1, 0.2], {"n": 2, "total": 0.3, "hi": 0.2, "lo": 0.1, "mean": 0.15}),
+        # floats: the float nearest the exact binary sum, as math.fsum (and Flink's doubles)
+        ([0.1, 0.2], {"n": 2, "total": 0.30000000000000004, "hi": 0.2, "lo": 0.1,
+                      "mean": 0.15000000000000002}),
+        # beyond DynamoDB's 38 digits: 1.0 survives 1e39 - 1e39
+        ([1.0, 1e39, -1e39], {"n": 3, "total": 1.0, "hi": 1e39, "lo": -1e39, "mean": 1 / 3}),
         ([2.5, 0.5], {"n": 2, "total": 3.0, "hi": 2.5, "lo": 0.5, "mean": 1.5}),
         # mixed: a float anywhere makes the sum a float; min/max keep the winner's type
         ([1, 2.5], {"n": 2, "total": 3.5, "hi": 2.5, "lo": 1, "mean": 1.75}),
@@ -133,10 +140,15 @@ def test_accumulators_survive_dynamodb_number_types() -> None:
 
 
 # -- laws -------------------------------------------------------------------------------------
-# Values whose decimal form is short, so sums are exact at DynamoDB's 38 digits and the laws
-# can demand equality, not closeness.
-ints = st.integers(min_value=-(10**12), max_value=10**12)
-floats = st.integers(min_value=-(10**9), max_value=10**9).map(lambda i: i / 1000)
+# Sums are exact, so the laws demand equality, not closeness, over any finite values
+# the schema accepts: ints are 64-bit (schemas/compile.py), floats bounded only so that a few
+# dozen of them cannot overflow a double.
+ints = st.one_of(st.integers(min_value=-(10**12), max_value=10**12),
+                 st.integers(min_value=-(2**63), max_value=2**63 - 1))
+floats = st.one_of(
+    st.integers(min_value=-(10**9), max_value=10**9).map(lambda i: i / 1000),
+    st.floats(min_value=-1e300, max_value=1e300, allow_nan=False, allow_infinity=False),
+)
 values = st.lists(st.one_of(ints, floats), max_size=12)
 
 
@@ -188,15 +200,71 @@ def test_results_do_not_depend_on_how_events_are_split_into_batches(
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.one_of(ints, floats), min_size=1, max_size=12))
 def test_results_match_exact_arithmetic(events: list[Number]) -> None:
-    """A reference model: rational arithmetic on each value's decimal form."""
-    exact = [Fraction(repr(v)) if isinstance(v, float) else Fraction(v) for v in events]
+    """A reference model: rational arithmetic on each value's exact binary value; a float
+    sum is math.fsum's, to the bit, and the mean the float nearest the exact mean."""
     any_float = any(isinstance(v, float) for v in events)
-    total = sum(exact, Fraction(0))
+    total = sum((Fraction(v) for v in events), Fraction(0))
 
     got = results_of(events)
 
     assert got["n"] == len(events)
-    assert got["total"] == (float(total) if any_float else int(total))
-    assert isinstance(got["total"], float if any_float else int)
+    if any_float:
+        assert _bits(got["total"]) == _bits(float(total))
+        if all(abs(v) <= 2**53 for v in events if type(v) is int):
+            assert _bits(got["total"]) == _bits(math.fsum(events))
+    else:
+        assert got["total"] == sum(events) and type(got["total"]) is int
     assert got["hi"] == max(events) and got["lo"] == min(events)
-    assert got["mean"] == pytest.approx(float(total / len(events)), rel=1e-15)
+    assert _bits(got["mean"]) == _bits(float(total / len(events)))
+
+
+def _bits(value: float) -> bytes:
+    return struct.pack("<d", value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.one_of(ints, floats), min_size=1, max_size=30),
+    st.lists(st.integers(min_value=0, max_value=30), max_size=8),
+    st.randoms(use_true_random=False),
+)
+def test_float_sums_are_fsum_to_the_bit_whatever_the_split(
+    events: list[Number], cuts: list[int], rnd: Any
+) -> None:
+    """Split into batches, each batch's events into panes (sub-groups), the partials then
+    merged in a random order and round-tripped through DynamoDB's types: same bits."""
+    s = accumulators()
+    bounds = sorted({0, len(events), *(min(c, len(events)) for c in cuts)})
+    partials = []
+    for i, j in pairwise(bounds):
+        batch = events[i:j]
+        pane_cut = rnd.randint(0, len(batch))
+        for pane in (batch[:pane_cut], batch[pane_cut:]):
+            acc = s.create()
+            s.add_events(acc, [{"v": v} for v in pane])  # the bulk path
+            partials.append(_as_stored(acc))
+    rnd.shuffle(partials)
+    merged = s.create()
+    for partial in partials:
+        merged = _as_stored(s.merge(merged, partial))
+
+    got, whole = _results(merged), _results(fold(s, events))
+    assert _bits(got["mean"]) == _bits(whole["mean"])
+    if any(isinstance(v, float) for v in events):
+        exact_total = float(sum((Fraction(v) for v in events), Fraction(0)))
+        assert _bits(got["total"]) == _bits(whole["total"]) == _bits(exact_total)
+        if all(abs(v) <= 2**53 for v in events if type(v) is int):
+            # math.fsum turns each int into a float first: exact only up to 2**53.
+            assert _bits(got["total"]) == _bits(math.fsum(events))
+    else:
+        assert got["total"] == whole["total"] == sum(events)
+
+
+def _as_stored(acc: dict[str, Any]) -> dict[str, Any]:
+    """What DynamoDB gives back: ints as Decimals, strings as they were; 38 digits at most."""
+    def number(v: Any) -> Any:
+        if type(v) is int:
+            assert abs(v) < 10**38, v  # DynamoDB refuses more digits
+            return Decimal(v)
+        return [number(x) for x in v] if type(v) is list else v
+    return {k: number(v) for k, v in acc.items()}

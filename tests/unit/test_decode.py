@@ -9,8 +9,8 @@ import pytest
 
 from tests.support import pipeline_spec
 from tidegate.rejections import Rejected
-from tidegate.schemas.compile import compile_schema
 from tidegate.schemas.decode import MAX_KEY_BYTES, Event, JsonDecoder
+from tidegate.schemas.event_model import compile_schema
 from tidegate.spec import parse_pipeline
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from tidegate import sources
 from tidegate.gc_pause import collector_paused
+from tidegate.state.memory import MemoryStore
 from tidegate_dev.bench import ingest_cpu, workload
 
 
@@ -48,13 +49,14 @@ def test_nested_blocks_turn_it_on_only_when_the_outer_one_ends() -> None:
     assert gc.isenabled()
 
 
-class _Watching(ingest_cpu.MemoryStore):
+class _Watching(MemoryStore):
     def __init__(self) -> None:
+        super().__init__()
         self.seen: list[bool] = []
 
-    def put_versioned(self, item: dict[str, Any], expected_version: int | None) -> bool:
+    def write_group(self, item: dict[str, Any], expected_version: int | None) -> None:
         self.seen.append(gc.isenabled())
-        return True
+        super().write_group(item, expected_version)
 
 
 def test_a_batch_is_processed_with_the_collector_off() -> None:

@@ -16,14 +16,16 @@ from hypothesis import strategies as st
 
 from tests.support import BASE_MS, SHARD0, kinesis_event, pipeline_spec, seq
 from tidegate import redrive, sources
-from tidegate.aggregates.builtin import AccumulatorSet, build_aggregates
+from tidegate.aggregates.accumulators import AccumulatorSet
+from tidegate.aggregates.registry import build_aggregates
 from tidegate.ingest import BatchOutcome, Ingestor
-from tidegate.schemas.compile import compile_schema
 from tidegate.schemas.decode import JsonDecoder
+from tidegate.schemas.event_model import compile_schema
 from tidegate.sources.kinesis import KinesisBatch
 from tidegate.spec import Pipeline, parse_pipeline
+from tidegate.state.memory import MemoryStore
 from tidegate.state.panes import PaneState
-from tidegate.watermark import MIN_WATERMARK, WatermarkState
+from tidegate.watermark import MIN_WATERMARK, WatermarkStore
 from tidegate.windows import assigner_for
 
 ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/tg-events"
@@ -47,56 +49,27 @@ PIPELINES = [_pipeline({"type": "tumbling", "size": "10s"}),
              _pipeline({"type": "sliding", "size": "30s", "slide": "10s"})]
 
 
-class Store:
-    """Versioned items in memory; the first update of a key's item in `conflicts` meets
-    another write (as if the closer had written the item in between: its version moves on)."""
+class RacingStore(MemoryStore):
+    """The in-memory store, logging the ingest's reads and writes; the first write of a
+    key's existing item in `conflicts` meets another writer's (as if the closer had written
+    the item in between: its version moves on)."""
 
     def __init__(self, conflicts: set[str]) -> None:
-        self.items: dict[tuple[str, str], dict[str, Any]] = {}
+        super().__init__()
         self.conflicts = set(conflicts)
         self.log: list[str] = []
 
-    def batch_get(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
-        return {p: copy.deepcopy(self.items[p]) for p in pairs if p in self.items}
-
     def get(self, pk: str, sk: str) -> dict[str, Any] | None:
         self.log.append(f"get {pk} {sk}")
-        item = self.items.get((pk, sk))
-        return copy.deepcopy(item) if item is not None else None
+        return super().get(pk, sk)
 
-    def put_versioned(self, item: dict[str, Any], expected_version: int | None) -> bool:
-        at = (item["PK"], item["SK"])
-        self.log.append(f"put {at} {expected_version}")
-        current = self.items.get(at)
+    def write_group(self, item: dict[str, Any], expected_version: int | None) -> None:
+        self.log.append(f"put {(item['PK'], item['SK'])} {expected_version}")
+        current = super().get(item["PK"], item["SK"])
         if current is not None and item["PK"] in self.conflicts:
             self.conflicts.discard(item["PK"])
-            current["ver"] = int(current["ver"]) + 1
-            return False
-        if (None if current is None else int(current["ver"])) != expected_version:
-            return False
-        self.items[at] = copy.deepcopy(item)
-        return True
-
-
-class Watermarks:
-    def __init__(self, floor: int) -> None:
-        self.floor = floor
-        self.calls: list[tuple[Any, ...]] = []
-
-    def read(self) -> WatermarkState:
-        return WatermarkState(floor=self.floor)
-
-    def advance_partition(self, *args: Any) -> None:
-        self.calls.append(("advance", *args))
-
-    def record_position(self, *args: Any) -> None:
-        self.calls.append(("position", *args))
-
-    def hold_partition(self, *args: Any) -> None:
-        self.calls.append(("hold", *args))
-
-    def touch_partition(self, *args: Any, **kwargs: Any) -> None:
-        self.calls.append(("touch", *args, tuple(sorted(kwargs.items()))))
+            super().write_group({**current, "ver": current["ver"] + 1}, int(current["ver"]))
+        super().write_group(item, expected_version)
 
 
 class Queue:
@@ -114,8 +87,10 @@ class Queue:
 class Run:
     def __init__(self, pipeline: Pipeline, floor: int, conflicts: set[str],
                  refuse_dead: bool, concurrency: int = 1) -> None:
-        self.store = Store(conflicts)
-        self.watermarks = Watermarks(floor)
+        self.store = RacingStore(conflicts)
+        self.watermarks = WatermarkStore(self.store, pipeline.name, pipeline.state_version)
+        if floor > MIN_WATERMARK:
+            self.watermarks.advance_pipeline(floor)
         self.dead = Queue(refuse_dead)
         self.late = Queue()
         windows = PaneState(pipeline, assigner_for(pipeline),  # type: ignore[arg-type]
@@ -124,8 +99,8 @@ class Run:
             pipeline=pipeline,
             decoder=JsonDecoder(pipeline, compile_schema(pipeline)),
             windows=windows,
-            store=self.store,  # type: ignore[arg-type]
-            watermarks=self.watermarks,  # type: ignore[arg-type]
+            store=self.store,
+            watermarks=self.watermarks,
             dead_letters=self.dead,  # type: ignore[arg-type]
             late_output=self.late,  # type: ignore[arg-type]
             expected_partitions=list,
@@ -157,7 +132,7 @@ class Run:
         logs: list[Any] = [self.store.log, self.dead.messages, self.late.messages]
         if self.concurrency > 1:  # groups written side by side: in no set order
             logs = [sorted(map(repr, log)) for log in logs]
-        return (repr(sorted(self.store.items.items())), self.watermarks.calls, *logs)
+        return (repr(sorted(self.store.items.items())), *logs)
 
 
 def _plain(outcome: BatchOutcome) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The ingest's per-event fast paths give exactly what the general paths they shortcut give.
 
-Each fast path (README "Performance") answers the common case inline and hands every other
+Each fast path (docs/performance.md) answers the common case inline and hands every other
 input to the original code; these tests hold them to bit-identical results, errors included.
 """
 
@@ -16,11 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.support import pipeline_spec
-from tidegate.aggregates.builtin import AccumulatorSet, build_aggregates
+from tidegate.aggregates.accumulators import AccumulatorSet
+from tidegate.aggregates.registry import build_aggregates
 from tidegate.rejections import Rejected
 from tidegate.schemas import compile as compile_module
-from tidegate.schemas.compile import compile_schema
 from tidegate.schemas.decode import MAX_KEY_BYTES, JsonDecoder, fields_validator
+from tidegate.schemas.event_model import compile_schema
 from tidegate.schemas.eventtime import to_epoch_ms
 from tidegate.spec import parse_pipeline
 from tidegate.state.keys import POSITION_WIDTH, position_mark

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import pytest
 from pydantic import BaseModel
 
-from tidegate.schemas.compile import compile_schema
+from tidegate.schemas.event_model import compile_schema
 from tidegate.spec import (
     EnumField,
     PipelineError,

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from tests.support import BASE_MS as B
 from tidegate.rejections import Rejected
-from tidegate.schemas.compile import compile_schema
 from tidegate.schemas.decode import JsonDecoder
+from tidegate.schemas.event_model import compile_schema
 from tidegate.schemas.versions import Upgrader, VersionedJsonDecoder
 from tidegate.spec import Pipeline, RegistrySchema
 

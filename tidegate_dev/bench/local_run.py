@@ -44,7 +44,7 @@ def drive(
 ) -> LocalRun:
     """Run on the endpoint already set up (tidegate_dev.local.server.endpoint)."""
     deployment = deploy(pipeline, 1, f"-{uuid.uuid4().hex[:6]}")
-    with handler_environment(deployment) as (ingest, closer):
+    with handler_environment(deployment) as (ingest, closer, observed):
 
         def counted_ingest(event: dict[str, Any], context: Any) -> Any:
             with counter.phase_of("ingest"):
@@ -56,7 +56,7 @@ def drive(
         flushing = [False]
         if run_closer:
             with counter.phase_of("closer"):
-                sink = closer._closer().sink
+                sink = closer.current_closer().sink
             publish = sink.publish
 
             def timed_publish(results: list[Any]) -> Any:
@@ -88,5 +88,5 @@ def drive(
                 close(flush=False)
         if run_closer:
             close(flush=True)
-        run.summary = {k: int(v) for k, v in ingest._state.get("totals", {}).items()}
+        run.summary = dict(observed.totals)
     return run

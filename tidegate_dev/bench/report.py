@@ -1,7 +1,7 @@
 """`tidegate bench`: run every section, judge the targets, print a table (or one JSON object).
 
 Targets (issue 8) are judged on this run's figures only; a figure that depends on the machine
-(CPU, moto's request rate, import time) says so in the README's Performance section.
+(CPU, moto's request rate, import time) says so in docs/performance.md.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tidegate.rejections import Rejected
-from tidegate.schemas.compile import compile_schema
 from tidegate.schemas.decode import JsonDecoder
+from tidegate.schemas.event_model import compile_schema
 from tidegate.spec import Pipeline
 from tidegate_dev.bench import workload
 from tidegate_dev.bench.ingest_cpu import window_state

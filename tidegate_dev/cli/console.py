@@ -119,3 +119,24 @@ def _number(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.2f}"
     return "" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def reasons_table(dead_letters: list[dict[str, Any]], late: list[dict[str, Any]]) -> Table | None:
+    """Why records were not aggregated: one row per output and reason, with a count and one
+    example (where it was in the source, and the detail); None when every record was."""
+    rows: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for output, messages in (("dead-lettered", dead_letters), ("late", late)):
+        for message in messages:
+            rows.setdefault((output, str(message.get("reason"))), []).append(message)
+    if not rows:
+        return None
+    table = Table(title="not aggregated, and why", title_justify="left")
+    for column in ("output", "reason", "records"):
+        table.add_column(column, justify="right" if column == "records" else "left")
+    table.add_column("example", overflow="fold")
+    for (output, reason), messages in rows.items():
+        first = messages[0]
+        source = first.get("source") or {}
+        where = f"{source.get('partition')} @ {source.get('position')}"
+        table.add_row(output, reason, str(len(messages)), f"{where}: {first.get('detail')}")
+    return table

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tidegate.spec import load_pipeline_file
 from tidegate_dev.cli.console import err, out, progress_bar, results_table, summary_table
+from tidegate_dev.cli.errors import CliError
 from tidegate_dev.demo_events import generate
 from tidegate_dev.local.runner import run_pipeline
 
@@ -16,6 +17,10 @@ DEFAULT_PIPELINE = Path(__file__).resolve().parents[2] / "pipelines" / "clickstr
 
 
 def demo(args: argparse.Namespace) -> int:
+    if not args.pipeline and not DEFAULT_PIPELINE.exists():
+        # An installed package carries no pipelines/ folder; a source checkout does.
+        raise CliError("the demo's pipeline ships with the source checkout: pass "
+                       "--pipeline FILE (e.g. pipelines/clickstream.yaml)", exit_code=2)
     pipeline = load_pipeline_file(args.pipeline or DEFAULT_PIPELINE)
     lines = generate(args.events, args.users, args.seed, args.max_step_ms)
     err.print(

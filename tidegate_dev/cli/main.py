@@ -12,7 +12,9 @@ def _local_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--events", required=True, help="events, one JSON object a line")
     parser.add_argument("--results", required=True, help="where to write published results")
     parser.add_argument("--summary", help="where to write the summary JSON")
-    parser.add_argument("--shards", type=int, default=1, help="source shards (default 1)")
+    parser.add_argument(
+        "--shards", type=int, help="source shards (default: the file's source.shards, else 1)"
+    )
     parser.add_argument("--batch-size", type=int, default=100, help="records per batch")
     parser.add_argument("--endpoint-url", help="an AWS-compatible endpoint instead of moto")
     parser.add_argument(
@@ -36,12 +38,23 @@ def _local_run_args(parser: argparse.ArgumentParser) -> None:
         "--timeline", metavar="PNG",
         help="draw the run: events, watermark and windows over arrival order",
     )
+    parser.add_argument(
+        "--dead-letters", metavar="FILE",
+        help="write the dead-lettered records, one JSON object a line (reason, detail, "
+             "source coordinates, payload)",
+    )
+    parser.add_argument(
+        "--late", metavar="FILE", help="write the late records, as --dead-letters does"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from tidegate import __version__
+
     parser = argparse.ArgumentParser(
         prog="tidegate", description="Event-time stream analytics on AWS serverless."
     )
+    parser.add_argument("--version", action="version", version=f"tidegate {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     local = commands.add_parser("local", help="run pipelines on one machine")
@@ -62,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check pipeline files and exit")
     validate.add_argument("pipelines", nargs="+")
+
+    schema_json = commands.add_parser(
+        "schema-json", help="the pipeline file's JSON Schema, for editor completion")
+    schema_json.add_argument("-o", "--output", metavar="FILE",
+                             help="write it here (default: stdout)")
 
     from tidegate_dev.ops import dlq, produce, replay, smoke, status, tail
 
@@ -96,6 +114,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from tidegate_dev.cli import errors
+
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        return 130
+    except SystemExit as exc:
+        # Commands stop with SystemExit("error: ...") where they find a problem themselves.
+        if not isinstance(exc.code, str):
+            raise
+        print(exc.code, file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if errors.debugging():
+            raise
+        line, code = errors.report(exc, args)
+        print(line, file=sys.stderr)
+        return code
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     from tidegate.spec import PipelineError
 
     try:
@@ -111,6 +150,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             from tidegate_dev.cli.validate import validate
 
             return validate(args)
+        if args.command == "schema-json":
+            from tidegate_dev.reference.jsonschema import schema_json
+
+            if args.output:
+                with open(args.output, "w", encoding="utf-8") as handle:
+                    handle.write(schema_json())
+            else:
+                sys.stdout.write(schema_json())
+            return 0
         if args.command == "bench":
             from tidegate_dev.bench.report import bench
 

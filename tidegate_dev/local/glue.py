@@ -20,7 +20,7 @@ from tidegate.schemas.avro import (
     glue_schema_name,
     parse_definition,
 )
-from tidegate.schemas.compile import compile_schema
+from tidegate.schemas.event_model import compile_schema
 from tidegate.spec import Pipeline
 
 

@@ -135,7 +135,7 @@ class LocalReplay:
     def feed_live(self, lines: list[bytes]) -> None:
         """Append `lines` to the log and let the live version consume them."""
         started = time.perf_counter()
-        with handler_environment(self.deployment) as (ingest, closer):
+        with handler_environment(self.deployment) as (ingest, closer, observed):
             if self._live_esm is None:
                 self._live_esm = open_feed(  # type: ignore[assignment]
                     self.deployment, lines, ingest.handler, self.batch_size, chaos=self.chaos
@@ -147,7 +147,7 @@ class LocalReplay:
             before = esm.stats.records_checkpointed
             _drive(esm, closer, self.chaos)
             self.live.records += esm.stats.records_checkpointed - before
-            self.live.add_totals(ingest._state.get("totals", {}))
+            self.live.add_totals(observed.totals)
         self.live.seconds += time.perf_counter() - started
 
     # -- the replay version -------------------------------------------------------------------
@@ -164,7 +164,7 @@ class LocalReplay:
         self._replay_esm = None
         started = time.perf_counter()
         target = self.live.records
-        with handler_environment(self.replay_deployment(version)) as (ingest, closer):
+        with handler_environment(self.replay_deployment(version)) as (ingest, closer, observed):
             esm = KinesisEventSourceMapping(
                 self.deployment.source_stream, ingest.handler, batch_size=self.batch_size,
                 function_name="tidegate-ingest-replay", start=start, chaos=self.chaos,
@@ -177,7 +177,7 @@ class LocalReplay:
 
             _drive(esm, closer, self.chaos, tick)
             run.records = esm.stats.records_checkpointed
-            run.add_totals(ingest._state.get("totals", {}))
+            run.add_totals(observed.totals)
             self._replay_esm = esm
         run.seconds = time.perf_counter() - started
         return run
@@ -215,7 +215,7 @@ class LocalReplay:
     def finish(self) -> None:
         """The end of the bounded input, as `local run` ends: close every window of the
         replay version. What it publishes depends on whether it is active by now."""
-        with handler_environment(self.replay_deployment(self.replay.version)) as (_, closer):
+        with handler_environment(self.replay_deployment(self.replay.version)) as (_, closer, _):
             _run_closer(closer, self.chaos, flush=True)
 
     def replay_deployment(self, version: int) -> LocalDeployment:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import functools
 import os
 import threading
 import time
@@ -14,6 +16,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import tidegate.aws
+from tidegate import observe
+from tidegate.dlq import QueueOutput, dead_letter
+from tidegate.rejections import RECORD_TOO_LARGE
+from tidegate.sources.records import SourceRecord
 from tidegate.spec import Pipeline
 from tidegate_dev.local import readback
 from tidegate_dev.local.chaos import Chaos, ChaosCrash
@@ -24,6 +30,10 @@ from tidegate_dev.local.resources import LocalDeployment, deploy
 from tidegate_dev.local.server import endpoint
 
 _MAX_CLOSER_ATTEMPTS = 200
+# Kinesis takes records of up to 1 MiB, data and partition key together; MSK's default
+# message.max.bytes is about the same. A producer gets a larger record refused, so it never
+# enters the log: the run dead-letters it in the producer's place instead of failing.
+MAX_RECORD_BYTES = 1_048_576
 _FOLLOW_CLOSER_S = 10.0  # a followed run's closer schedule while the source is quiet
 
 Progress = Callable[[int, int], None]  # (records checkpointed, events in)
@@ -57,9 +67,43 @@ def read_event_lines(path: str | Path) -> list[bytes]:
     return [line.rstrip(b"\r") for line in lines if line.strip()]
 
 
+def _dropping_metrics(handler: Any, metrics: Any) -> Any:
+    """The handler, with the metrics it leaves behind dropped after each invocation.
+
+    Local runs disable metrics, and then Powertools' flush keeps the set instead of clearing
+    it; at 100 values of one metric `add_metric` prints the set to stdout whatever the
+    setting, into the run's summary output."""
+
+    @functools.wraps(handler)
+    def invoke(event: Any, context: Any) -> Any:
+        try:
+            return handler(event, context)
+        finally:
+            metrics.clear_metrics()
+
+    return invoke
+
+
+@dataclass
+class Observed:
+    """What the handlers of one environment did, seen through tidegate.observe: running
+    totals of the ingest's outcomes and the closer's last outcome."""
+
+    totals: dict[str, int] = field(default_factory=dict)
+    last_close: Any = None
+
+    def __call__(self, function: str, outcome: Any) -> None:
+        if function == "closer":
+            self.last_close = outcome
+            return
+        for name in ("records", "aggregated", "late", "dead_lettered", "duplicates_skipped"):
+            self.totals[name] = self.totals.get(name, 0) + getattr(outcome, name)
+
+
 @contextmanager
-def handler_environment(deployment: LocalDeployment) -> Iterator[tuple[Any, Any]]:
-    """Set the deployed environment contract and return freshly cold-started handlers."""
+def handler_environment(deployment: LocalDeployment) -> Iterator[tuple[Any, Any, Observed]]:
+    """Set the deployed environment contract and return freshly cold-started handlers, and
+    what they are seen doing."""
     from functions.closer import handler as closer_handler
     from functions.ingest import handler as ingest_handler
 
@@ -71,9 +115,17 @@ def handler_environment(deployment: LocalDeployment) -> Iterator[tuple[Any, Any]
     # Loggers read their level when the module is first imported; apply this run's.
     for module in (ingest_handler, closer_handler):
         module.logger.setLevel(deployment.env["POWERTOOLS_LOG_LEVEL"])
+    handlers = {module: module.handler for module in (ingest_handler, closer_handler)}
+    for module, handler in handlers.items():
+        module.handler = _dropping_metrics(handler, module.metrics)
+    observed = Observed()
+    observe.OBSERVERS.append(observed)
     try:
-        yield ingest_handler, closer_handler
+        yield ingest_handler, closer_handler, observed
     finally:
+        observe.OBSERVERS.remove(observed)
+        for module, handler in handlers.items():
+            module.handler = handler
         ingest_handler.reset()
         closer_handler.reset()
         # Feeds may add variables during the run (Kafka partitions): drop those too.
@@ -112,9 +164,13 @@ def run_pipeline(
             # names; a followed run keeps the names the ops commands look for.
             suffix = "" if endpoint_url is None or follow else f"-{uuid.uuid4().hex[:8]}"
             deployment = _deploy(pipeline, shards, suffix, url)
-            with handler_environment(deployment) as (ingest, closer):
+            sendable = _refuse_oversized(deployment, lines)
+            arrivals = _Arrivals() if follow is not None else None
+            with handler_environment(deployment) as (ingest, closer, observed):
                 handler = ingest.handler if observer is None else _observed(ingest, observer)
-                esm = open_feed(deployment, lines, handler, batch_size, chaos=chaos,
+                if arrivals is not None:
+                    handler = arrivals.watch(handler)
+                esm = open_feed(deployment, sendable, handler, batch_size, chaos=chaos,
                                 kafka_bootstrap=kafka_bootstrap)
                 rounds = 0
                 while esm.pending():
@@ -122,18 +178,22 @@ def run_pipeline(
                     rounds += 1
                     _run_closer(closer, chaos, flush=False)
                     if observer is not None:
-                        observer.on_round(closer._state.get("last_outcome"), False)
+                        observer.on_round(observed.last_close, False)
                     if progress:
-                        progress(esm.stats.records_checkpointed, len(lines))
-                if follow is not None:
+                        progress(esm.stats.records_checkpointed, len(sendable))
+                if follow is not None and arrivals is not None:
+                    arrivals.counting = True
                     follow.caught_up(url, deployment)
                     rounds += _follow(esm, closer, chaos, follow)
-                duplicates = int(ingest._state.get("totals", {}).get("duplicates_skipped", 0))
+                duplicates = observed.totals.get("duplicates_skipped", 0)
                 if flush:
                     _run_closer(closer, chaos, flush=True)
                     if observer is not None:
-                        observer.on_round(closer._state.get("last_outcome"), True)
-                output = _collect(deployment, len(lines), duplicates, rounds)
+                        observer.on_round(observed.last_close, True)
+                # Events others put on the source while a run follows it are events in too;
+                # a redriven dead letter is not: it is an event already counted.
+                events_in = len(lines) + (arrivals.new_events if arrivals else 0)
+                output = _collect(deployment, events_in, duplicates, rounds)
     finally:
         if chaos is not None:
             tidegate.aws.CLIENT_HOOKS.remove(chaos.hook)
@@ -154,6 +214,64 @@ class Follow(Protocol):
     def caught_up(self, url: str, deployment: LocalDeployment) -> None:
         """The input is consumed; others may now use the endpoint and the resources."""
         ...
+
+
+class _Arrivals:
+    """Counts the records that reach the ingest handler once the input is consumed (a
+    followed run), each once whatever the redeliveries, telling redriven dead letters
+    apart by their envelope."""
+
+    def __init__(self) -> None:
+        self.counting = False
+        self._seen: set[str] = set()
+        self._redriven: set[str] = set()
+
+    @property
+    def new_events(self) -> int:
+        return len(self._seen) - len(self._redriven)
+
+    def watch(self, handler: Callable[[dict[str, Any], Any], Any]) -> Callable[..., Any]:
+        from tidegate import redrive
+
+        prefix = base64.b64encode(redrive.MAGIC).decode("ascii")
+
+        def invoke(event: dict[str, Any], context: Any) -> Any:
+            if self.counting:
+                for record in event.get("Records", []):
+                    coordinate = str(record.get("eventID"))
+                    self._seen.add(coordinate)
+                    if record.get("kinesis", {}).get("data", "").startswith(prefix):
+                        self._redriven.add(coordinate)
+            return handler(event, context)
+
+        return invoke
+
+
+def _refuse_oversized(deployment: LocalDeployment, lines: list[bytes]) -> list[bytes]:
+    """The lines a producer could put on the source; the others go to the dead-letter
+    queue as `record_too_large`, with their place in the input as coordinates."""
+    pipeline = deployment.pipeline
+    sendable: list[bytes] = []
+    refused: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, start=1):
+        key = partition_key(pipeline, line)
+        size = len(line) + len(key.encode("utf-8"))
+        if size <= MAX_RECORD_BYTES:
+            sendable.append(line)
+            continue
+        record = SourceRecord(
+            partition="input", position=str(number),
+            data_b64=base64.b64encode(line).decode("ascii"),
+            arrival_ms=int(time.time() * 1000), partition_key=key,
+        )
+        refused.append(dead_letter(
+            pipeline.name, record, RECORD_TOO_LARGE,
+            f"event {number} of the input is {size:,} bytes with its partition key; the "
+            f"source takes records of at most {MAX_RECORD_BYTES:,} bytes",
+        ))
+    if refused and QueueOutput(deployment.dlq_url).send(refused):
+        raise RuntimeError("the dead-letter queue refused an oversized record")
+    return sendable
 
 
 def _deploy(pipeline: Pipeline, shards: int, suffix: str, url: str) -> LocalDeployment:
@@ -218,7 +336,7 @@ def _run_closer(closer: Any, chaos: Chaos | None, flush: bool) -> None:
 
 def _racing_closers(closer_module: Any, flush: bool) -> None:
     """Closer A claims windows; closer B runs in full meanwhile; then A publishes."""
-    first = closer_module._closer()
+    first = closer_module.current_closer()
     watermark = first.current_watermark(flush)
     claims = first.claims(watermark)
     closer_module.handler({"flush": True} if flush else {}, LambdaContext("tidegate-closer-2"))

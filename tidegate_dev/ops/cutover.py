@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 from tidegate.state import keys
-from tidegate.state.dynamodb import DynamoStore
+from tidegate.state.store import StateStore
 from tidegate.watermark import WatermarkStore
 
 
@@ -34,7 +33,7 @@ class PartitionProgress:
 
 
 def progress(
-    store: DynamoStore,
+    store: StateStore,
     pipeline: str,
     live_version: int,
     replay_version: int,
@@ -56,29 +55,10 @@ def short_position(mark: str | None) -> str:
     return "-" if mark is None else str(int(mark))
 
 
-def expire_version(store: DynamoStore, pipeline: str, version: int, expire_at_s: int) -> int:
+def expire_version(store: StateStore, pipeline: str, version: int, expire_at_s: int) -> int:
     """Give every item of a superseded state version a TTL (`expire_at`, epoch seconds);
     an item that already expires sooner keeps its time. Returns how many items were set.
     A Scan: run once per switch by the operator, never on the ingest path."""
-    state_prefix = keys.key_pk(pipeline, version, "")
-    meta = keys.meta_pk(pipeline, version)
-    kwargs: dict[str, Any] = {
-        "TableName": store.table,
-        "FilterExpression": "begins_with(PK, :a) OR PK = :m",
-        "ExpressionAttributeValues": {":a": {"S": state_prefix}, ":m": {"S": meta}},
-        "ProjectionExpression": "PK, SK",
-    }
-    count = 0
-    while True:
-        page = store.db.scan(**kwargs)
-        for item in page.get("Items", []):
-            applied, _ = store.update(
-                item["PK"]["S"], item["SK"]["S"], "SET expire_at = :t",
-                # Only lowers: state the closer already released expires on its own time.
-                "attribute_exists(PK) AND (attribute_not_exists(expire_at) OR expire_at > :t)",
-                values={":t": expire_at_s},
-            )
-            count += applied
-        if not page.get("LastEvaluatedKey"):
-            return count
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return store.expire_items(
+        keys.key_pk(pipeline, version, ""), keys.meta_pk(pipeline, version), expire_at_s
+    )

@@ -76,8 +76,8 @@ def apply_fix(fix: Fix | None, data: bytes) -> bytes | None:
 
 def _decoder(pipeline: Pipeline) -> Any:
     """The ingest's own decoder: a record the redrive would put back is checked first."""
-    from tidegate.schemas.compile import compile_schema
     from tidegate.schemas.decode import JsonDecoder
+    from tidegate.schemas.event_model import compile_schema
 
     model = compile_schema(pipeline)
     if pipeline.format == "avro":
@@ -161,6 +161,7 @@ class Redrive:
         the state table; a later one (an interrupted redrive run again, a duplicate message)
         puts those same bytes, even if the fix changed meanwhile, so that every copy lands in
         the state item that knows its redrive id."""
+        from tidegate.errors import ConditionFailedError
         from tidegate.state.dynamodb import DynamoStore
 
         store = DynamoStore(self.targets.table)
@@ -168,9 +169,13 @@ class Redrive:
         settled = []
         for letter, record in chosen:
             rid = self.redrive_id(letter)
-            earlier = store.put_new({"PK": f"{_LEDGER_PREFIX}{rid}", "SK": _LEDGER_SK,
-                                     "data": record, "at": int(time.time() * 1000),
-                                     "expire_at": expire_at})
+            try:
+                store.create_once({"PK": f"{_LEDGER_PREFIX}{rid}", "SK": _LEDGER_SK,
+                                   "data": record, "at": int(time.time() * 1000),
+                                   "expire_at": expire_at})
+                earlier = None
+            except ConditionFailedError as settled_before:
+                earlier = settled_before.current
             if earlier is not None and bytes(earlier["data"]) != record:
                 self.changed.append(letter)
                 record = bytes(earlier["data"])

@@ -13,7 +13,8 @@ import math
 from decimal import Decimal
 from typing import Any
 
-from tidegate.aggregates.builtin import AccumulatorSet, build_aggregates
+from tidegate.aggregates.accumulators import AccumulatorSet
+from tidegate.aggregates.registry import build_aggregates
 from tidegate.spec import Pipeline
 from tidegate.state import keys
 from tidegate_dev.bench.requests import item_size

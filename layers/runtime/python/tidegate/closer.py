@@ -29,23 +29,18 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from tidegate.aggregates.builtin import AccumulatorSet
+from tidegate.aggregates.accumulators import AccumulatorSet
+from tidegate.errors import ConditionFailedError, StateVanishedError
 from tidegate.in_flight import each_in_flight
 from tidegate.results import WindowResult, idempotency_key, key_object
 from tidegate.sinks.base import Sink
 from tidegate.spec import Pipeline
 from tidegate.state import keys
-from tidegate.state.dynamodb import DynamoStore
-from tidegate.topology import PK
+from tidegate.state.store import CLOSING, EMITTED, PENDING, PUBLISHED, StateStore
 from tidegate.versions import ActiveVersions, Decision
 from tidegate.watermark import MAX_WATERMARK, WatermarkStore
 from tidegate.windows.base import PaneAssigner
-
-CLOSING = "CLOSING"
-EMITTED = "EMITTED"
-# `emit: updates`: an early version is PENDING until published, then PUBLISHED.
-PENDING = "PENDING"
-PUBLISHED = "PUBLISHED"
+from tidegate.windows.trigger import EventTimeTrigger
 
 # Windows claimed, published and completed together: one Kinesis PutRecords (the largest
 # sink batch), so a worker's memory and a crash's re-work stay bounded at any scale.
@@ -117,7 +112,7 @@ class Closer:
         self,
         pipeline: Pipeline,
         accumulators: AccumulatorSet,
-        store: DynamoStore,
+        store: StateStore,
         watermarks: WatermarkStore,
         sink: Sink,
         expected_partitions: Callable[[], list[str]],
@@ -132,7 +127,7 @@ class Closer:
         self.expected_partitions = expected_partitions
         self.now_ms = now_ms
         self.retention_s = retention_s
-        self.lateness = pipeline.allowed_lateness
+        self.trigger = EventTimeTrigger.of(pipeline)
         self.versions = ActiveVersions(store, pipeline.name)
         # Windows of different keys claimed and completed side by side within a batch.
         self.concurrency = 1
@@ -194,7 +189,7 @@ class Closer:
         # watermark at or above it, so this run's claims stay ours (versions.switch).
         ownership = self.versions.ownership(self.pipeline.state_version)
         decisions = {
-            id(c): ownership.decide(int(c.result["window_end"]) + self.lateness)
+            id(c): ownership.decide(self.trigger.final_at(int(c.result["window_end"])))
             for c in claims if c.result is not None
         }
         publishable = [c for c in claims if decisions.get(id(c)) == Decision.PUBLISH]
@@ -252,25 +247,14 @@ class Closer:
         """After the result is out (or there was none): release the window's state."""
 
     def mark_emitted(self, claim: Claim) -> None:
-        if not claim.final:
-            self.store.update(
-                claim.pk,
-                claim.sk,
-                "SET #st = :published REMOVE open_pk, open_sk",
-                "#st = :pending AND version = :v",  # a newer version may be on its way
-                names={"#st": "state"},
-                values={":published": PUBLISHED, ":pending": PENDING,
-                        ":v": claim.result["version"] if claim.result else 0},
-            )
-            return
-        self.store.update(
-            claim.pk,
-            claim.sk,
-            "SET #st = :emitted, expire_at = :exp REMOVE open_pk, open_sk",
-            "#st = :closing",  # a racing closer may have marked it already
-            names={"#st": "state"},
-            values={":emitted": EMITTED, ":closing": CLOSING, ":exp": self.expiry()},
-        )
+        try:
+            if claim.final:
+                self.store.mark_emitted(claim.pk, claim.sk, self.expiry())
+            else:
+                version = int(claim.result["version"]) if claim.result else 0
+                self.store.mark_published(claim.pk, claim.sk, version)
+        except ConditionFailedError:
+            pass  # marked by a racing closer, or a newer version is on its way
 
     def result(
         self, pk: str, start: int, end: int, acc: dict[str, Any], version: int, final: bool
@@ -337,13 +321,11 @@ class PaneCloser(Closer):
 
     # -- discovery -----------------------------------------------------------------------
     def close_at(self, window_start: int) -> int:
-        return window_start + self.assigner.size_ms + self.lateness
+        return self.trigger.final_at(window_start + self.assigner.size_ms)
 
     def trigger_at(self, window_start: int) -> int:
-        """When a window is first published: at its end with `emit: updates`."""
-        if self.pipeline.emit == "updates":
-            return window_start + self.assigner.size_ms
-        return self.close_at(window_start)
+        """When a window is first published (the trigger's rule)."""
+        return self.trigger.first_at(window_start + self.assigner.size_ms)
 
     def _due_windows(self, watermark: int, partitions: list[str]) -> set[tuple[str, int]]:
         due: set[tuple[str, int]] = set()
@@ -384,7 +366,7 @@ class PaneCloser(Closer):
         state = existing.get("state") if existing else None
         if state == EMITTED:
             return Claim(pk, sk, window_start, None)
-        if state in (CLOSING, PENDING):
+        if existing is not None and state in (CLOSING, PENDING):
             # Claimed by an earlier run that did not finish: publish the same bytes again.
             return Claim(pk, sk, window_start, json.loads(existing["result_json"]),
                          final=state == CLOSING)
@@ -413,27 +395,19 @@ class PaneCloser(Closer):
         version = int(existing["version"]) + 1 if existing else 1
         end = window_start + self.assigner.size_ms
         result = self.result(pk, window_start, end, acc or {}, version=version, final=final)
-        fields = {
-            "state": CLOSING if final else PENDING,
-            "result_json": json.dumps(result, separators=(",", ":")),
-            "n": count,
-            "version": version,
-        }
-        if existing is None:
-            winner = self.store.put_new({"PK": pk, "SK": sk, **fields})
-        else:
-            # Only the closer that read version N may write version N + 1.
-            applied, winner = self.store.update(
-                pk, sk,
-                "SET #st = :st, result_json = :rj, n = :n, version = :v",
-                "#st = :published AND version = :prev",
-                names={"#st": "state"},
-                values={":st": fields["state"], ":rj": fields["result_json"],
-                        ":n": count, ":v": version, ":published": PUBLISHED,
-                        ":prev": version - 1},
-            )
-            if applied:
-                winner = None
+        claimed = CLOSING if final else PENDING
+        result_json = json.dumps(result, separators=(",", ":"))
+        winner: dict[str, Any] | None = None
+        try:
+            if existing is None:
+                self.store.create_once({"PK": pk, "SK": sk, "state": claimed,
+                                        "result_json": result_json, "n": count,
+                                        "version": version})
+            else:
+                self.store.claim_next_version(pk, sk, claimed, result_json, count, version)
+        except ConditionFailedError as lost:
+            # Another closer claimed it first: adopt its result, the same bytes for both.
+            winner = lost.current
         if winner is not None:
             if winner.get("state") in (EMITTED, PUBLISHED):
                 return Claim(pk, sk, window_start, None, final=final, panes=panes)
@@ -447,75 +421,42 @@ class PaneCloser(Closer):
         One request instead of a query and then an update: the claim's read is what sets
         result latency and the close rate on a busy table. The condition is the loop's
         own test in `_claim` (the pane is there, was not frozen for this window, did not
-        begin after it and is not past it); whichever way it goes, DynamoDB returns the
+        begin after it and is not past it); whichever way it goes, the store returns the
         pane as it now stands, so `_claim` goes on as if it had read it. None: no pane.
         """
-        return self._freeze_update(
-            pk, keys.pane_sk(window_start), window_start,
-            " AND attribute_exists(#pk) AND first_ws <= :ws AND next_ws <= :ws",
-            names={"#pk": PK}, values={":ws": window_start},
-        )
+        return self.store.freeze_pane(pk, keys.pane_sk(window_start), window_start, unread=True)
 
     def _freeze(self, pane: dict[str, Any], window_start: int) -> tuple[Any, Any]:
         """The pane's content for this window, frozen on first sight."""
         acc_attr, n_attr = keys.snapshot_attrs(window_start)
         if acc_attr in pane:
             return pane[acc_attr], pane[n_attr]
-        item = self._freeze_update(pane["PK"], pane["SK"], window_start)
+        # Only the first freeze applies (closers racing): its snapshot is what we merge.
+        item = self.store.freeze_pane(pane["PK"], pane["SK"], window_start)
         if item is None or acc_attr not in item:
-            raise RuntimeError(f"pane {pane['PK']} {pane['SK']} vanished while closing")
+            raise StateVanishedError(f"pane {pane['PK']} {pane['SK']} vanished while closing")
         return item[acc_attr], item[n_attr]
-
-    def _freeze_update(
-        self, pk: str, sk: str, window_start: int, also: str = "",
-        names: dict[str, str] | None = None, values: dict[str, Any] | None = None,
-    ) -> dict[str, Any] | None:
-        """Copy the pane's live content into its snapshot for this window, unless it has
-        one already (and `also` holds). Only the first freeze applies: a later one would add
-        events that arrived after the window was final. Bumping `ver` makes an in-flight
-        ingest re-read the pane. Returns the pane as it now stands; None: no such item."""
-        acc_attr, n_attr = keys.snapshot_attrs(window_start)
-        _, item = self.store.update(
-            pk,
-            sk,
-            "SET #a = acc, #n = n, ver = ver + :one",
-            "attribute_not_exists(#a)" + also,
-            names={"#a": acc_attr, "#n": n_attr, **(names or {})},
-            values={":one": 1, **(values or {})},
-            return_new=True,
-        )
-        return item
 
     def _finish(
         self, pk: str, window_start: int, panes: list[dict[str, Any]] | None = None
     ) -> None:
         """Move each pane past this window; a pane with no window left leaves the index.
         `panes`: as the claim read them (a pane's `next_ws` changes only here, under the
-        condition below, so that read is as good as a new one)."""
+        condition of `move_pane_on`, so that read is as good as a new one)."""
         a = self.assigner
         following = window_start + a.slide_ms
         for pane in self._panes(pk, window_start) if panes is None else panes:
             current = int(pane["next_ws"])
             if current > window_start:
                 continue
-            pane_start = keys.start_of_sk(pane["SK"])
-            names: dict[str, str] = {}
-            removes: list[str] = []
-            for i, ws in enumerate(range(current, following, a.slide_ms)):
-                acc_attr, n_attr = keys.snapshot_attrs(ws)
-                names[f"#a{i}"], names[f"#n{i}"] = acc_attr, n_attr
-                removes += [f"#a{i}", f"#n{i}"]
-            values: dict[str, Any] = {":next": following, ":ws": window_start, ":one": 1}
-            sets = ["next_ws = :next", "ver = ver + :one"]
-            if following > a.last_window_of_pane(pane_start):
-                removes += ["open_pk", "open_sk"]
-                sets.append("expire_at = :exp")
-                values[":exp"] = self.expiry()
-            else:
-                sets.append("open_sk = :close")
-                values[":close"] = self.trigger_at(following)
-            expression = "SET " + ", ".join(sets) + " REMOVE " + ", ".join(removes)
-            # Never moves a pane backwards: a racing closer may have finished it already.
-            self.store.update(
-                pk, pane["SK"], expression, "next_ws <= :ws", names=names, values=values
-            )
+            last = following > a.last_window_of_pane(keys.start_of_sk(pane["SK"]))
+            try:
+                self.store.move_pane_on(
+                    pk, pane["SK"], window_start, following,
+                    released=list(range(current, following, a.slide_ms)),
+                    # A pane with no window left leaves the index.
+                    next_check_at=None if last else self.trigger_at(following),
+                    expire_at=self.expiry(),
+                )
+            except ConditionFailedError:
+                pass  # moved on already by a racing closer

@@ -25,6 +25,7 @@ from typing import Any
 from tidegate import redrive
 from tidegate.aws import retry_budget
 from tidegate.dlq import QueueOutput, dead_letter
+from tidegate.errors import ConditionFailedError, OutputRefusedError, TooManyConflictsError
 from tidegate.gc_pause import collector_paused
 from tidegate.in_flight import each_in_flight
 from tidegate.rejections import FUTURE_TIMESTAMP, LATE, Rejected
@@ -33,10 +34,10 @@ from tidegate.schemas.eventtime import MAX_EVENT_TIME_MS
 from tidegate.sources.kinesis import Columns, KinesisBatch
 from tidegate.sources.records import SourceRecord
 from tidegate.spec import Pipeline
-from tidegate.state.dynamodb import DynamoStore
 from tidegate.state.keys import POSITION_WIDTH
 from tidegate.state.panes import PaneState
 from tidegate.state.protocol import Member, Verdict, WindowState
+from tidegate.state.store import StateStore
 from tidegate.watermark import MIN_WATERMARK, WatermarkState, WatermarkStore
 
 _MAX_CONFLICT_RETRIES = 8
@@ -75,7 +76,7 @@ class Ingestor:
         pipeline: Pipeline,
         decoder: JsonDecoder,
         windows: WindowState,
-        store: DynamoStore,
+        store: StateStore,
         watermarks: WatermarkStore,
         dead_letters: QueueOutput,
         late_output: QueueOutput,
@@ -376,11 +377,13 @@ class Ingestor:
                 sent.update(id(r) for r, _ in unsent)
             if verdict.item is None:
                 return verdict
-            if self.store.put_versioned(verdict.item, verdict.expected_version):
+            try:
+                self.store.write_group(verdict.item, verdict.expected_version)
                 return verdict
-            # Someone wrote the item since we read it (the closer froze a window): re-read.
-            item = self.store.get(group.pk, group.sk)
-        raise RuntimeError(f"item {group.pk} {group.sk}: too many write conflicts")
+            except ConditionFailedError:
+                # Someone wrote the item since we read it (the closer froze a window): re-read.
+                item = self.store.get(group.pk, group.sk)
+        raise TooManyConflictsError(f"item {group.pk} {group.sk}: too many write conflicts")
 
     def _send_late(self, late: list[Member], watermark: int) -> None:
         messages = [
@@ -395,7 +398,7 @@ class Ingestor:
             for record, event in late
         ]
         if self.late_output.send(messages):
-            raise RuntimeError("late output refused some records")
+            raise OutputRefusedError("late output refused some records")
 
 
 class _ColumnBatch:
@@ -581,8 +584,10 @@ class _ColumnBatch:
             return self._general(at, key, indices, item, watermark)
         raised[shard] = marks[indices[-1]].zfill(POSITION_WIDTH)
         new["hw"] = raised
-        if self.ingest.store.put_versioned(new, expected):
+        try:
+            self.ingest.store.write_group(new, expected)
             return len(indices)
-        # Someone wrote the item since we read it (the closer froze a window): re-read it.
-        fresh = self.ingest.store.get(*at)
+        except ConditionFailedError:
+            # Someone wrote the item since we read it (the closer froze a window): re-read it.
+            fresh = self.ingest.store.get(*at)
         return self._general(at, key, indices, fresh, watermark)

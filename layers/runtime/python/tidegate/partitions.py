@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from tidegate.aws import client
 
@@ -26,11 +27,12 @@ class KinesisPartitions:
         return self._cached
 
     def _list(self) -> list[str]:
-        arg = {"StreamARN": self.stream} if self.stream.startswith("arn:") else {
+        stream = self.stream or ""
+        arg = {"StreamARN": stream} if stream.startswith("arn:") else {
             "StreamName": self.stream
         }
         shards: list[str] = []
-        kwargs: dict = dict(arg)
+        kwargs: dict[str, Any] = dict(arg)
         while True:
             out = client("kinesis").list_shards(**kwargs)
             shards += [

@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tidegate import topology
-from tidegate.aggregates.builtin import AccumulatorSet, build_aggregates
+from tidegate.aggregates.accumulators import AccumulatorSet
+from tidegate.aggregates.registry import build_aggregates
 from tidegate.clock import now_ms
+from tidegate.errors import ConfigurationError
 from tidegate.spec import Pipeline, pipeline_from_json
 from tidegate.state.dynamodb import DynamoStore
 from tidegate.state.panes import PaneState
 from tidegate.state.sessions import SessionState
+from tidegate.state.store import StateStore
 from tidegate.watermark import WatermarkStore
 from tidegate.windows import assigner_for
 from tidegate.windows.base import PaneAssigner
@@ -45,7 +48,7 @@ def _pipeline_text(env: Mapping[str, str]) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise RuntimeError(
+        raise ConfigurationError(
             f"{topology.ENV_PIPELINE}={value!r}: cannot read the pipeline spec at {path} "
             f"({exc.strerror or exc})"
         ) from None
@@ -61,19 +64,19 @@ class Runtime:
         env = dict(os.environ if env is None else env)
         missing = [name for name in topology.HANDLER_ENV if name not in env]
         if missing:
-            raise RuntimeError(f"missing environment variables: {', '.join(missing)}")
+            raise ConfigurationError(f"missing environment variables: {', '.join(missing)}")
         pipeline = pipeline_from_json(_pipeline_text(env))
         version = env.get(topology.ENV_STATE_VERSION, "").strip()
         if version:
             if not version.isdigit() or int(version) < 1:
-                raise RuntimeError(
+                raise ConfigurationError(
                     f"{topology.ENV_STATE_VERSION}={version!r}: must be an integer >= 1"
                 )
             pipeline = pipeline.model_copy(update={"state_version": int(version)})
         return cls(pipeline, env)
 
     @cached_property
-    def store(self) -> DynamoStore:
+    def store(self) -> StateStore:
         return DynamoStore(self.env[topology.ENV_TABLE])
 
     @cached_property
@@ -111,8 +114,8 @@ class Runtime:
     def ingestor(self) -> Ingestor:
         from tidegate.dlq import QueueOutput
         from tidegate.ingest import Ingestor
-        from tidegate.schemas.compile import compile_schema
         from tidegate.schemas.decode import JsonDecoder
+        from tidegate.schemas.event_model import compile_schema
         from tidegate.spec import RegistrySchema
 
         model = compile_schema(self.pipeline)
@@ -155,7 +158,7 @@ class Runtime:
         default = lambda_default if self.env.get("AWS_LAMBDA_FUNCTION_NAME") else "1"
         value = self.env.get(topology.ENV_WRITE_CONCURRENCY, default)
         if not value.isdigit() or int(value) < 1:
-            raise RuntimeError(
+            raise ConfigurationError(
                 f"{topology.ENV_WRITE_CONCURRENCY} must be a whole number >= 1, "
                 f"not {value!r}"
             )

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tidegate.closer import CLOSING, EMITTED, PENDING, PUBLISHED, Claim, Closer
+from tidegate.closer import Claim, Closer
+from tidegate.errors import TooManyConflictsError, TransactionConflictError
 from tidegate.state import keys
 from tidegate.state.sessions import (
     OPEN_SESSIONS_SK,
@@ -19,6 +20,7 @@ from tidegate.state.sessions import (
     session_record,
     stored_sessions,
 )
+from tidegate.state.store import CLOSING, EMITTED, PENDING, PUBLISHED
 
 _MAX_CONFLICT_RETRIES = 8
 
@@ -68,7 +70,7 @@ class SessionCloser(Closer):
             if not due and not early:
                 return []
             claims: list[Claim] = []
-            operations = []
+            results: list[dict[str, Any]] = []
             for session, final in [(s, True) for s in due] + [(s, False) for s in early]:
                 end = session.end_ms(gap)
                 version = session.version + 1
@@ -78,40 +80,25 @@ class SessionCloser(Closer):
                     sk += f"#v{version}"
                     session.version, session.published_n = version, session.n
                 claims.append(Claim(pk, sk, session.start_ms, result, final=final))
-                operations.append(self.store.put_op(
-                    {
-                        "PK": pk,
-                        "SK": sk,
-                        "state": CLOSING if final else PENDING,
-                        "session": final,  # the events now live here (summary counts)
-                        "result_json": json.dumps(result, separators=(",", ":")),
-                        "n": session.n,
-                        "version": version,
-                        "open_pk": item["open_pk"],
-                        "open_sk": watermark,
-                    },
-                    # A result item is written once; its bytes are what every run publishes.
-                    "attribute_not_exists(#pk)",
-                    {"#pk": "PK"},
-                ))
-            values: dict[str, Any] = {
-                ":rest": [session_record(s) for s in remaining],
-                ":n": sum(s.n for s in remaining),
-                ":v": int(item["ver"]),
-                ":one": 1,
-            }
-            if remaining:
-                expression = "SET sessions = :rest, n = :n, ver = ver + :one, open_sk = :next"
-                values[":next"] = min(state.check_at(s) for s in remaining)
-            else:
-                expression = (
-                    "SET sessions = :rest, n = :n, ver = ver + :one REMOVE open_pk, open_sk"
+                results.append({
+                    "PK": pk,
+                    "SK": sk,
+                    "state": CLOSING if final else PENDING,
+                    "session": final,  # the events now live here (summary counts)
+                    "result_json": json.dumps(result, separators=(",", ":")),
+                    "n": session.n,
+                    "version": version,
+                    "open_pk": item["open_pk"],
+                    "open_sk": watermark,
+                })
+            try:
+                self.store.close_sessions(
+                    pk, OPEN_SESSIONS_SK, int(item["ver"]), results,
+                    [session_record(s) for s in remaining], sum(s.n for s in remaining),
+                    min(state.check_at(s) for s in remaining) if remaining else None,
                 )
-            # The version condition: an ingest that merged new events since our read wins,
-            # and we decide again on what it wrote.
-            operations.append(self.store.update_op(
-                pk, OPEN_SESSIONS_SK, expression, "ver = :v", values=values
-            ))
-            if self.store.transact(operations):
                 return claims
-        raise RuntimeError(f"{pk}: too many conflicts while closing sessions")
+            except TransactionConflictError:
+                # An ingest merged new events since our read: decide again on what it wrote.
+                continue
+        raise TooManyConflictsError(f"{pk}: too many conflicts while closing sessions")

@@ -27,6 +27,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from tidegate.aggregates import registry as aggregate_ops
 from tidegate.durations import format_duration_ms, parse_duration_ms
 from tidegate.state.index_sizing import (
     DEFAULT_INDEX_SHARDS,
@@ -272,12 +273,19 @@ class WatermarkSpec(_Model):
 
 
 class AggregateSpec(_Model):
-    op: Literal["count", "sum", "min", "max", "avg"]
+    op: str  # a registered op (aggregates/registry.py)
     field: str | None = None
+
+    @field_validator("op")
+    @classmethod
+    def _registered(cls, op: str) -> str:
+        if op not in aggregate_ops.ops():
+            raise ValueError(f"unknown op {op!r} (use {', '.join(aggregate_ops.ops())})")
+        return op
 
     @model_validator(mode="after")
     def _field_needed(self) -> AggregateSpec:
-        if self.op != "count" and not self.field:
+        if aggregate_ops.needs_field(self.op) and not self.field:
             raise ValueError(f"`{self.op}` needs a `field`")
         return self
 
@@ -414,7 +422,7 @@ def _cross_checks(
         ftype = schema.field_type(field)
         if ftype is None:
             problems.append(f"aggregates.{name}.field: schema has no field {field!r}")
-        elif op != "count" and ftype not in NUMERIC_TYPES:
+        elif isinstance(op, str) and aggregate_ops.numeric(op) and ftype not in NUMERIC_TYPES:
             problems.append(
                 f"aggregates.{name}.field: {op} needs a numeric field; {field!r} is {ftype}"
             )

@@ -6,6 +6,8 @@ and queues are the deployed ones by construction.
 
 from __future__ import annotations
 
+from typing import Any
+
 # State table
 PK = "PK"
 SK = "SK"
@@ -59,7 +61,7 @@ DEFAULT_RETENTION_S = 7 * 24 * 3600
 DEFAULT_SCHEMA_REGISTRY = "tidegate"
 
 
-def table_definition(table_name: str) -> dict:
+def table_definition(table_name: str) -> dict[str, Any]:
     """CreateTable arguments; the CDK construct builds the same keys and index."""
     return {
         "TableName": table_name,

@@ -25,17 +25,13 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
+from tidegate.errors import ConditionFailedError, TransactionConflictError, VersionSwitchError
 from tidegate.state import keys
-from tidegate.state.dynamodb import DynamoStore
+from tidegate.state.store import StateStore
 from tidegate.watermark import MAX_WATERMARK, MIN_WATERMARK
 
 ACTIVE_SK = "ACTIVE"
 _MAX_SWITCH_ATTEMPTS = 8
-
-
-class VersionSwitchError(RuntimeError):
-    """The active version cannot be switched as asked (it would go backwards, or someone
-    else switched it first)."""
 
 
 class Decision(enum.Enum):
@@ -70,7 +66,7 @@ def active_pk(pipeline: str) -> str:
 class ActiveVersions:
     """The `ACTIVE` item of one pipeline."""
 
-    def __init__(self, store: DynamoStore, pipeline: str) -> None:
+    def __init__(self, store: StateStore, pipeline: str) -> None:
         self.store = store
         self.pipeline = pipeline
         self.pk = active_pk(pipeline)
@@ -86,11 +82,15 @@ class ActiveVersions:
         """Record `version` as active unless a version is already recorded; returns the
         active version. Before the first replay there is no item: the live version is the
         pipeline file's, and it owns every window."""
-        item = self.store.put_new({
-            "PK": self.pk, "SK": ACTIVE_SK, "active": version, "switched_at": now_ms,
-            "handover": {},
-        })
-        return version if item is None else int(item["active"])
+        try:
+            self.store.create_once({
+                "PK": self.pk, "SK": ACTIVE_SK, "active": version, "switched_at": now_ms,
+                "handover": {},
+            })
+        except ConditionFailedError as recorded:
+            if recorded.current is not None:
+                return int(recorded.current["active"])
+        return version
 
     def ownership(self, version: int) -> Ownership:
         item = self.read()
@@ -139,24 +139,15 @@ class ActiveVersions:
             handover = dict(item.get("handover") or {})
             handover[str(active)] = {**(handover.get(str(active)) or {}), "until": handover_wm}
             handover[str(to_version)] = {"from": handover_wm}
-            old_meta = keys.meta_pk(self.pipeline, active)
-            if handover_wm == MIN_WATERMARK:
-                wm_check, wm_values = "attribute_not_exists(wm)", None
-            else:
-                wm_check, wm_values = "wm = :h", {":h": handover_wm}
-            operations = [
-                self.store.check_op(old_meta, keys.PIPELINE_SK, wm_check, values=wm_values),
-                # Two operators switching at once: only the one that read `active` wins.
-                self.store.update_op(
-                    self.pk, ACTIVE_SK,
-                    "SET active = :new, handover = :h, switched_at = :now",
-                    "active = :old",
-                    values={":new": to_version, ":h": handover, ":now": now_ms,
-                            ":old": active},
-                ),
-            ]
-            if self.store.transact(operations):
+            try:
+                self.store.switch_active_version(
+                    self.pk, ACTIVE_SK, active, to_version, handover, now_ms,
+                    keys.meta_pk(self.pipeline, active), keys.PIPELINE_SK,
+                    None if handover_wm == MIN_WATERMARK else handover_wm,
+                )
                 return handover_wm
+            except TransactionConflictError:
+                continue  # switched by someone else, or the watermark moved: read again
         raise VersionSwitchError(
             f"pipeline {self.pipeline!r}: the active version's watermark kept moving; "
             f"switch to {to_version} not applied after {_MAX_SWITCH_ATTEMPTS} attempts"

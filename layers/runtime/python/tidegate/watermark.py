@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tidegate.errors import ConditionFailedError
 from tidegate.state import keys
-from tidegate.state.dynamodb import DynamoStore
+from tidegate.state.store import StateStore
 
 MIN_WATERMARK = -(2**62)  # "nothing seen": earlier than any signed window bound
 MAX_WATERMARK = 2**62  # flush: every window closes
@@ -63,7 +64,7 @@ class WatermarkState:
 class WatermarkStore:
     """Watermark items of one pipeline state version."""
 
-    def __init__(self, store: DynamoStore, pipeline: str, version: int) -> None:
+    def __init__(self, store: StateStore, pipeline: str, version: int) -> None:
         self.store = store
         self.pk = keys.meta_pk(pipeline, version)
 
@@ -91,30 +92,21 @@ class WatermarkStore:
         partition's watermark back. Clears the pending time the batch has now covered.
         `position` (a position mark) is the last record the batch completed: how far this
         state version has read the partition (a replay is caught up by it)."""
-        values: dict[str, Any] = {":wm": watermark, ":mt": max_event_ms, ":now": now_ms}
-        expression = "SET wm = :wm, max_t = :mt, last_seen = :now"
-        condition = "(attribute_not_exists(wm) OR wm <= :wm)"
-        if position is not None:
-            expression += ", pos = :pos"
-            condition += " AND (attribute_not_exists(pos) OR pos <= :pos)"
-            values[":pos"] = position
-        applied, _ = self.store.update(
-            self.pk, keys.watermark_sk(partition), expression + " REMOVE pending", condition,
-            values=values,
-        )
-        if not applied:
+        sk = keys.watermark_sk(partition)
+        try:
+            self.store.advance_partition_watermark(
+                self.pk, sk, watermark, max_event_ms, now_ms, position
+            )
+        except ConditionFailedError:
             self.touch_partition(partition, now_ms, clear_pending=True, position=position)
 
     def hold_partition(self, partition: str, max_event_ms: int, now_ms: int) -> None:
         """A batch failed part-way: remember what it applied, do not move the watermark."""
-        applied, _ = self.store.update(
-            self.pk,
-            keys.watermark_sk(partition),
-            "SET pending = :t, last_seen = :now",
-            "attribute_not_exists(pending) OR pending < :t",
-            values={":t": max_event_ms, ":now": now_ms},
-        )
-        if not applied:
+        try:
+            self.store.hold_partition_watermark(
+                self.pk, keys.watermark_sk(partition), max_event_ms, now_ms
+            )
+        except ConditionFailedError:
             self.touch_partition(partition, now_ms)
 
     def touch_partition(
@@ -122,26 +114,20 @@ class WatermarkStore:
         position: str | None = None,
     ) -> None:
         """Records arrived (so the partition is not idle) but did not raise its watermark."""
-        remove = " REMOVE pending" if clear_pending else ""
+        sk = keys.watermark_sk(partition)
         if position is not None:
-            # The read position only moves forward: a redelivered older batch leaves it.
-            applied, _ = self.store.update(
-                self.pk, keys.watermark_sk(partition), "SET last_seen = :now, pos = :pos" + remove,
-                "attribute_not_exists(pos) OR pos <= :pos",
-                values={":now": now_ms, ":pos": position},
-            )
-            if applied:
+            try:
+                self.store.touch_partition(self.pk, sk, now_ms, clear_pending, position)
                 return
-        self.store.update(
-            self.pk, keys.watermark_sk(partition), "SET last_seen = :now" + remove, None,
-            values={":now": now_ms},
-        )
+            except ConditionFailedError:
+                pass  # read further already: the liveness alone, below
+        self.store.touch_partition(self.pk, sk, now_ms, clear_pending)
 
     def record_position(self, partition: str, position: str) -> None:
-        self.store.update(
-            self.pk, keys.watermark_sk(partition), "SET pos = :pos",
-            "attribute_not_exists(pos) OR pos < :pos", values={":pos": position},
-        )
+        try:
+            self.store.record_position(self.pk, keys.watermark_sk(partition), position)
+        except ConditionFailedError:
+            pass  # read further already
 
     def positions(self) -> dict[str, str]:
         """Partition -> the position mark this state version has read up to."""
@@ -153,16 +139,7 @@ class WatermarkStore:
 
     def advance_pipeline(self, watermark: int) -> int:
         """Store the pipeline watermark; never lowers it. Returns the value now stored."""
-        applied, item = self.store.update(
-            self.pk,
-            keys.PIPELINE_SK,
-            "SET wm = :wm",
-            "attribute_not_exists(wm) OR wm < :wm",
-            values={":wm": watermark},
-        )
-        if applied or item is None:
-            return watermark
-        return int(item.get("wm", watermark))
+        return self.store.advance_pipeline_watermark(self.pk, keys.PIPELINE_SK, watermark)
 
 
 def describe(value: Any) -> str:

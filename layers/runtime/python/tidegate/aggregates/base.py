@@ -1,6 +1,6 @@
 """The aggregate-function contract.
 
-Accumulators are plain values DynamoDB can store (int, Decimal, bool, None, lists of them),
+Accumulators are plain values DynamoDB can store (int, Decimal, str, bool, None, lists of them),
 so the same value travels from the in-memory pre-aggregation to the state table unchanged.
 `merge` is required: panes and sessions are merged at close time, and redelivered batches
 are merged into stored state.
@@ -8,13 +8,8 @@ are merged into stored state.
 
 from __future__ import annotations
 
-from decimal import Context, Decimal
+from decimal import Decimal
 from typing import Any, Protocol
-
-# DynamoDB keeps 38 significant digits; summing in Decimal at that precision makes results
-# independent of batch split and merge order, which binary float addition is not.
-DECIMAL = Context(prec=38)
-
 
 # The last float `exact` converted, with its Decimal: the aggregates of one field (sum and
 # max of `value`) each convert the same float object in turn. Holding the float keeps its
@@ -23,7 +18,8 @@ _last_exact: list[tuple[float, Decimal]] = [(0.0, Decimal("0.0"))]
 
 
 def exact(value: int | float | Decimal) -> int | Decimal:
-    """An event value as an exact accumulator number: ints stay ints, floats by their repr."""
+    """An event value as a comparable accumulator number (min/max): ints stay ints, floats by
+    their repr, which converts back to the same float."""
     if isinstance(value, float):
         last = _last_exact[0]
         if last[0] is value:
@@ -42,15 +38,27 @@ def plain(value: int | Decimal, is_float: bool) -> int | float:
 
 
 class AggregateFunction(Protocol):
-    """One aggregate of a pipeline; `state_name` changes whenever its meaning does."""
+    """One aggregate of a pipeline, split as Flink splits one: create an empty accumulator,
+    add values to it, merge two, render the result. `state_name` names the accumulator in
+    stored state and changes whenever its meaning does; aggregates with the same
+    `state_name` share one accumulator."""
 
-    name: str
-    field: str | None
-    state_name: str
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def field(self) -> str | None: ...
+
+    @property
+    def state_name(self) -> str: ...
 
     def create(self) -> Any: ...
 
     def add(self, acc: Any, value: Any) -> Any: ...
+
+    def add_all(self, acc: Any, values: list[Any]) -> Any:
+        """`add` of each value in turn (the result must be exactly that)."""
+        ...
 
     def merge(self, a: Any, b: Any) -> Any: ...
 

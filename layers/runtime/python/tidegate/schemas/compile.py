@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import math
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -21,7 +21,9 @@ from pydantic import (
 from pydantic_core import CoreSchema, core_schema
 
 from tidegate.schemas.eventtime import MAX_EVENT_TIME_MS, to_epoch_ms
-from tidegate.spec import EnumField, InlineSchema, Pipeline, RefSchema, RegistrySchema
+
+if TYPE_CHECKING:  # the pipeline model imports this module to check registry defaults
+    from tidegate.spec import EnumField, InlineSchema
 
 # DynamoDB Numbers span 1e-130..1e126 with 38 digits; sums of 64-bit integers stay exact.
 _INT64 = 2**63
@@ -81,9 +83,9 @@ def with_fast_inputs(schema: CoreSchema) -> CoreSchema:
     input takes `schema` itself (always one of the union's choices)."""
     kind = schema.get("type")
     if kind in ("default", "nullable"):
-        return {**schema, "schema": with_fast_inputs(schema["schema"])}  # type: ignore[typeddict-item, typeddict-unknown-key]
+        return {**schema, "schema": with_fast_inputs(schema["schema"])}
     if kind in ("function-before", "function-after"):
-        fast = _FAST_INPUTS.get(schema["function"].get("function"))  # type: ignore[typeddict-item]
+        fast = _FAST_INPUTS.get(schema["function"].get("function"))
         if fast is not None:
             return core_schema.union_schema([*fast, schema])
     return schema
@@ -99,8 +101,8 @@ _TYPES: dict[str, Any] = {
 
 
 def _field_type(kind: str | EnumField) -> tuple[Any, bool]:
-    if isinstance(kind, EnumField):
-        return Literal[tuple(kind.enum)], kind.optional  # type: ignore[valid-type]
+    if not isinstance(kind, str):  # {enum: [...]}
+        return Literal[tuple(kind.enum)], kind.optional
     optional = kind.endswith("?")
     return _TYPES[kind.rstrip("?")], optional
 
@@ -125,16 +127,3 @@ def import_ref(ref: str) -> type[BaseModel]:
     if not (isinstance(model, type) and issubclass(model, BaseModel)):
         raise TypeError(f"schema.ref {ref!r} is not a pydantic model class")
     return model
-
-
-def compile_schema(pipeline: Pipeline) -> type[BaseModel]:
-    schema = pipeline.schema_
-    if isinstance(schema, RefSchema):
-        return import_ref(schema.ref)
-    if isinstance(schema, RegistrySchema):
-        return compile_version(schema, schema.version)
-    return compile_inline(schema)
-
-
-def compile_version(schema: RegistrySchema, version: int) -> type[BaseModel]:
-    return compile_inline(schema.inline(version), schema.versions[version].defaults)

@@ -53,7 +53,7 @@ class Upgrader:
     def __init__(
         self, schema: RegistrySchema, model: type[BaseModel], time_field: str | None = None
     ) -> None:
-        from tidegate.schemas.compile import compile_version
+        from tidegate.schemas.event_model import compile_version
 
         self.name = schema.name
         self.time_field = time_field

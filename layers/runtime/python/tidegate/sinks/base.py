@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from tidegate.results import WindowResult
-
-
-class SinkError(Exception):
-    """Some results were not published; the closer leaves their windows CLOSING."""
 
 
 class Sink(Protocol):
@@ -19,5 +15,5 @@ class Sink(Protocol):
         ...
 
 
-def chunks(items: list, size: int) -> list[list]:
+def chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]

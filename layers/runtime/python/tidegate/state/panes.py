@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from tidegate.aggregates.builtin import AccumulatorSet
+from tidegate.aggregates.accumulators import AccumulatorSet
 from tidegate.spec import Pipeline
 from tidegate.state import keys
 from tidegate.state.protocol import Member, Verdict, split_duplicates
 from tidegate.windows.base import PaneAssigner, ceil_to
+from tidegate.windows.trigger import EventTimeTrigger
 
 # Bound of each per-process memo below: a few MB whatever the keys.
 _MEMO_LIMIT = 50_000
@@ -28,7 +29,7 @@ class PaneState:
         self.pipeline = pipeline
         self.assigner = assigner
         self.acc = accumulators
-        self.lateness = pipeline.allowed_lateness
+        self.trigger = EventTimeTrigger.of(pipeline)
         # Per-group work that depends only on the pane and the watermark (a batch spans a
         # few panes but hundreds of keys), and on the key: computed once, not per group.
         self._bounds: dict[tuple[str, int], tuple[int, int]] = {}
@@ -36,9 +37,7 @@ class PaneState:
         self._sks: dict[int, str] = {}
         self._pane_ms = assigner.pane_ms
         # A new pane's `open_sk` is its first window's start plus this.
-        self._first_look = assigner.size_ms + (
-            0 if pipeline.emit == "updates" else pipeline.allowed_lateness
-        )
+        self._first_look = self.trigger.first_at(assigner.size_ms)
 
     def locate(self, key: str, time_ms: int) -> tuple[str, str]:
         return self.item_of(key, self.assigner.pane_of(time_ms))
@@ -63,10 +62,11 @@ class PaneState:
         if bounds is None:
             a = self.assigner
             pane = keys.start_of_sk(sk)
-            # Windows starting before this are final at `watermark` (close = end + lateness).
+            # Windows starting before this are final at `watermark`: the first start whose
+            # final_at(start + size) is beyond it.
             first_unfinal = max(
                 a.first_window_of_pane(pane),
-                ceil_to(watermark - a.size_ms - self.lateness + 1, a.slide_ms),
+                ceil_to(watermark - self.trigger.final_at(a.size_ms) + 1, a.slide_ms),
             )
             bounds = (a.last_window_of_pane(pane), first_unfinal)
             if len(self._bounds) >= _MEMO_LIMIT:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from tidegate.aggregates.builtin import AccumulatorSet
+from tidegate.aggregates.accumulators import AccumulatorSet
 from tidegate.spec import Pipeline
 from tidegate.state import keys
 from tidegate.state.protocol import Member, Verdict, split_duplicates
 from tidegate.windows.session import Session, SessionAssigner
+from tidegate.windows.trigger import EventTimeTrigger
 
 OPEN_SESSIONS_SK = "S#open"
 
@@ -46,17 +47,16 @@ class SessionState:
         self.pipeline = pipeline
         self.assigner = assigner
         self.acc = accumulators
-        self.lateness = pipeline.allowed_lateness
+        self.trigger = EventTimeTrigger.of(pipeline)
 
     def close_at(self, session: Session) -> int:
-        return session.end_ms(self.assigner.gap_ms) + self.lateness
+        return self.trigger.final_at(session.end_ms(self.assigner.gap_ms))
 
     def check_at(self, session: Session) -> int:
-        """When the closer next has something to do for this session: publish an early
-        version at its end (`emit: updates`, when it holds unpublished events), or close it."""
-        if self.pipeline.emit == "updates" and session.published_n != session.n:
-            return session.end_ms(self.assigner.gap_ms)
-        return self.close_at(session)
+        """When the closer next has something to do for this session (the trigger's rule)."""
+        return self.trigger.next_at(
+            session.end_ms(self.assigner.gap_ms), session.published_n != session.n
+        )
 
     def locate(self, key: str, time_ms: int) -> tuple[str, str]:
         return keys.key_pk(self.pipeline.name, self.pipeline.state_version, key), OPEN_SESSIONS_SK

@@ -1,5 +1,7 @@
-"""Session windows: per key, `[first_t, last_t + gap)`; sessions whose intervals overlap merge
-(Flink's event-time sessions: every event opens `[t, t + gap)`, overlapping windows merge).
+"""Session windows: per key, `[first_t, last_t + gap)`; sessions whose intervals overlap or
+touch merge, so events exactly `gap` apart share a session. This is Flink's rule (every event
+opens `[t, t + gap)`; `TimeWindow.intersects` is inclusive at both ends) and Kafka Streams'
+(its inactivity gap is inclusive).
 
 A session that is already final is never reopened: the caller leaves final sessions out of
 `merge`, so a later event that would have overlapped one starts a new session. With
@@ -34,14 +36,14 @@ class SessionAssigner:
     max_length_ms: int | None = None
 
     def overlaps(self, current: Session, nxt: Session) -> bool:
-        if nxt.start_ms >= current.end_ms(self.gap_ms):
-            return False  # half-open intervals: exactly `gap` apart do not merge
+        if nxt.start_ms > current.end_ms(self.gap_ms):
+            return False  # touching intervals (exactly `gap` apart) still merge
         if self.max_length_ms is not None:
             return max(current.last_ms, nxt.last_ms) - current.start_ms < self.max_length_ms
         return True
 
     def merge(self, sessions: list[Session], merge_acc: Any) -> list[Session]:
-        """Merge overlapping sessions (stored ones and one-event sessions of this batch).
+        """Merge overlapping or touching sessions (stored ones and this batch's one-event ones).
 
         `merge_acc(a, b)` merges two accumulators. The result is ordered by start; inputs
         are not modified.
