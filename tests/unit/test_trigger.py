@@ -12,7 +12,6 @@ def test_final_at_end_plus_lateness_and_first_at_the_end_with_updates() -> None:
     updates = EventTimeTrigger(lateness_ms=500, early_updates=True)
 
     assert final_only.final_at(10_000) == updates.final_at(10_000) == 10_500
-    assert not final_only.is_final(10_000, 10_499) and final_only.is_final(10_000, 10_500)
     assert final_only.first_at(10_000) == 10_500
     assert updates.first_at(10_000) == 10_000
     # With every event already carried by a version, only the close is left to do.

@@ -11,21 +11,21 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Protocol
 
-# The last float `exact` converted, with its Decimal: the aggregates of one field (sum and
-# max of `value`) each convert the same float object in turn. Holding the float keeps its
+# The last float `comparable` converted, with its Decimal: the aggregates of one field (min
+# and max of `value`) each convert the same float object in turn. Holding the float keeps its
 # identity from being reused; one tuple, swapped whole, so threads never see half of it.
-_last_exact: list[tuple[float, Decimal]] = [(0.0, Decimal("0.0"))]
+_last_converted: list[tuple[float, Decimal]] = [(0.0, Decimal("0.0"))]
 
 
-def exact(value: int | float | Decimal) -> int | Decimal:
+def comparable(value: int | float | Decimal) -> int | Decimal:
     """An event value as a comparable accumulator number (min/max): ints stay ints, floats by
     their repr, which converts back to the same float."""
     if isinstance(value, float):
-        last = _last_exact[0]
+        last = _last_converted[0]
         if last[0] is value:
             return last[1]
         converted = Decimal(repr(value))
-        _last_exact[0] = (value, converted)
+        _last_converted[0] = (value, converted)
         return converted
     return value
 

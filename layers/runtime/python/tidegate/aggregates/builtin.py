@@ -7,15 +7,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from tidegate.aggregates import exact
-from tidegate.aggregates.base import exact as exact_number
-from tidegate.aggregates.base import plain
+from tidegate.aggregates.base import comparable, plain
 from tidegate.aggregates.exact import Total
 
 
 def _total_add(total: Any, value: Any) -> Total:
     """An exact total plus one value (an int, a float, or a total of the same kind)."""
-    if type(value) is float:
-        return exact.stored(exact.add_float(exact.parse(total), value))
+    if type(total) is int and type(value) is int:
+        return total + value
     return exact.stored(exact.add(exact.parse(total), exact.parse(value)))
 
 
@@ -23,10 +22,7 @@ def _total_add_all(total: Any, values: list[Any]) -> Total:
     """`_total_add` of each value in turn, parsed once and stored once."""
     running = exact.parse(total)
     for value in values:
-        if type(value) is float:
-            running = exact.add_float(running, value)
-        else:
-            running = exact.add(running, exact.parse(value))
+        running = exact.add(running, exact.parse(value))
     return exact.stored(running)
 
 
@@ -88,8 +84,6 @@ class Sum:
         return [_total_add_all(total, values), saw_float]
 
     def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
-        if type(a[0]) is int and type(b[0]) is int:
-            return [a[0] + b[0], bool(a[1]) or bool(b[1])]
         return [_total_add(a[0], b[0]), bool(a[1]) or bool(b[1])]
 
     def result(self, acc: list[Any]) -> int | float:
@@ -136,7 +130,7 @@ class Extreme:
                 return acc
             if current is None:
                 return [value, False]  # _better of nothing and this value
-        return self._better(acc, [exact_number(value), isinstance(value, float)])
+        return self._better(acc, [comparable(value), isinstance(value, float)])
 
     def add_all(self, acc: list[Any], values: list[Any]) -> list[Any]:
         """`add` of each value in turn. Plain ints all: `add` keeps the accumulator unless a
@@ -200,8 +194,6 @@ class Avg:
         return [_total_add_all(total, values), count + len(values)]
 
     def merge(self, a: list[Any], b: list[Any]) -> list[Any]:
-        if type(a[0]) is int and type(b[0]) is int:
-            return [a[0] + b[0], int(a[1]) + int(b[1])]
         return [_total_add(a[0], b[0]), int(a[1]) + int(b[1])]
 
     def result(self, acc: list[Any]) -> float | None:

@@ -53,10 +53,6 @@ def add(a: Dyadic, b: Dyadic) -> Dyadic:
     return (ma << (ea - eb)) + mb, eb
 
 
-def add_float(total: Dyadic, value: float) -> Dyadic:
-    return add(total, of_float(value))
-
-
 def stored(value: Dyadic) -> Total:
     """(m, e) in its storable form: a plain int when it is one, else `"<m>p<e>"`."""
     m, e = value

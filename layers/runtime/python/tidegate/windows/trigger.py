@@ -26,9 +26,6 @@ class EventTimeTrigger:
         """The watermark at which the window is final: never reopened, published as final."""
         return end_ms + self.lateness_ms
 
-    def is_final(self, end_ms: int, watermark: int) -> bool:
-        return end_ms + self.lateness_ms <= watermark
-
     def first_at(self, end_ms: int) -> int:
         """The watermark at which the window is first published."""
         return end_ms if self.early_updates else end_ms + self.lateness_ms
