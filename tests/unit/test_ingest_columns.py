@@ -1,13 +1,16 @@
-"""A Kinesis batch taken as columns (ingest._ColumnBatch) has exactly the effect of the same
-records taken one by one: the same items written, the same dead letters with the same
-reasons, the same late records, watermark moves and failures, whatever the batch holds."""
+"""The ingest's fast steps change nothing: a Kinesis batch read as columns straight from the
+event, validated in the decoder's tight loop, with a group's duplicates found from its
+first and last marks, has exactly the effect of the same records taken one by one through
+the decoder's per-record path and the general duplicate check: the same items written, the
+same dead letters with the same reasons, the same late records, watermark moves and
+failures, whatever the batch holds, for pane and session windows alike."""
 
 from __future__ import annotations
 
 import base64
 import copy
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import pytest
@@ -22,11 +25,14 @@ from tidegate.ingest import BatchOutcome, Ingestor
 from tidegate.schemas.decode import JsonDecoder
 from tidegate.schemas.event_model import compile_schema
 from tidegate.sources.kinesis import KinesisBatch
+from tidegate.sources.records import Columns, RecordBatch
 from tidegate.spec import Pipeline, parse_pipeline
 from tidegate.state.memory import MemoryStore
 from tidegate.state.panes import PaneState
+from tidegate.state.sessions import SessionState
 from tidegate.watermark import MIN_WATERMARK, WatermarkStore
 from tidegate.windows import assigner_for
+from tidegate.windows.session import SessionAssigner
 
 ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/tg-events"
 ARRIVAL_S = (BASE_MS + 60_000) / 1000
@@ -46,7 +52,16 @@ def _pipeline(window: dict[str, Any]) -> Pipeline:
 
 
 PIPELINES = [_pipeline({"type": "tumbling", "size": "10s"}),
-             _pipeline({"type": "sliding", "size": "30s", "slide": "10s"})]
+             _pipeline({"type": "sliding", "size": "30s", "slide": "10s"}),
+             _pipeline({"type": "session", "gap": "5s"})]
+
+
+class OneByOne(RecordBatch):
+    """Records as a plain list gives them, with no partition declared for the whole batch:
+    the ingest's general steps."""
+
+    def columns(self) -> Columns:
+        return replace(super().columns(), partition=None)
 
 
 class RacingStore(MemoryStore):
@@ -93,11 +108,15 @@ class Run:
             self.watermarks.advance_pipeline(floor)
         self.dead = Queue(refuse_dead)
         self.late = Queue()
-        windows = PaneState(pipeline, assigner_for(pipeline),  # type: ignore[arg-type]
-                            AccumulatorSet(build_aggregates(pipeline)))
+        assigner = assigner_for(pipeline)
+        accumulators = AccumulatorSet(build_aggregates(pipeline))
+        windows = (SessionState(pipeline, assigner, accumulators)
+                   if isinstance(assigner, SessionAssigner)
+                   else PaneState(pipeline, assigner, accumulators))
+        self.decoder = JsonDecoder(pipeline, compile_schema(pipeline))
         self.ingestor = Ingestor(
             pipeline=pipeline,
-            decoder=JsonDecoder(pipeline, compile_schema(pipeline)),
+            decoder=self.decoder,
             windows=windows,
             store=self.store,
             watermarks=self.watermarks,
@@ -111,11 +130,12 @@ class Run:
 
     def process(self, event: dict[str, Any], columns: bool, stop_after: int | None) -> Any:
         records = sources.records_of(copy.deepcopy(event))
-        assert isinstance(records, KinesisBatch)
         if columns:
-            assert records.columns() is not None  # the batch IS taken as columns
+            assert records.columns().partition == SHARD0  # read straight from the event
+            assert self.decoder.validate_fields is not None  # in the tight loop
         else:
-            records = list(records)  # type: ignore[assignment]  # one by one
+            records = OneByOne(list(records))  # type: ignore[assignment]
+            self.decoder.validate_fields = None  # each record through event_of
         calls = [0]
 
         def time_left() -> int:
@@ -238,7 +258,7 @@ def _event(records: list[tuple[str, str]], shard: str = SHARD0) -> dict[str, Any
     ([(seq(1), "e30="), (seq(2), "e30=")], [SHARD0, f"x{SHARD0}"]),  # the shard inside an id
     ([(seq(1), "e30="), (seq(2), "e30=")], [SHARD0, f"\0{SHARD0}"]),  # a NUL in an id
 ])
-def test_a_batch_unlike_kinesis_is_taken_record_by_record(
+def test_a_batch_unlike_kinesis_is_read_from_its_records(
     records: list[tuple[str, str]], shards: list[str] | None
 ) -> None:
     event = _event(records)
@@ -248,7 +268,15 @@ def test_a_batch_unlike_kinesis_is_taken_record_by_record(
     batch = sources.records_of(event)
 
     assert isinstance(batch, KinesisBatch)
-    assert batch.columns() is None
+    try:
+        records = list(batch)
+    except ValueError:  # no position at all: no record, whichever way it is read
+        with pytest.raises(ValueError):
+            batch.columns()
+        return
+    assert batch.columns() == Columns.of(records)
+    # Duplicates are checked record by record (a lone record is trivially in order).
+    assert batch.columns().partition is None or len(records) == 1
 
 
 def test_a_kinesis_batch_reads_as_the_list_of_its_records() -> None:
@@ -263,9 +291,9 @@ def test_a_kinesis_batch_reads_as_the_list_of_its_records() -> None:
     assert batch[:1] == [batch[0]]
     assert batch == list(batch)
     columns = batch.columns()
-    assert columns is not None
-    assert (columns.shard, columns.marks, columns.data) == (
+    assert (columns.partition, columns.marks, columns.data) == (
         SHARD0, [seq(1), seq(2)], ["e30=", "eyJhIjoxfQ=="])
+    assert columns.partitions == [SHARD0, SHARD0]
     with pytest.raises(IndexError):
         batch[2]
 
@@ -273,5 +301,4 @@ def test_a_kinesis_batch_reads_as_the_list_of_its_records() -> None:
 def test_positions_of_different_widths_are_marked_to_compare_as_numbers() -> None:
     columns = sources.records_of(_event([("9", "e30="), ("10", "e30=")])).columns()
 
-    assert columns is not None
     assert columns.marks == ["9".zfill(64), "10".zfill(64)]

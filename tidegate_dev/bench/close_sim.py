@@ -11,6 +11,7 @@ idempotency key (no double emission of different content), with the content writ
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -24,11 +25,12 @@ from tidegate.aggregates.accumulators import AccumulatorSet
 from tidegate.aggregates.registry import build_aggregates
 from tidegate.schemas.decode import JsonDecoder
 from tidegate.schemas.event_model import compile_schema
-from tidegate.sources.records import SourceRecord
+from tidegate.sources.records import RecordBatch, SourceRecord
 from tidegate.spec import Pipeline, parse_pipeline
 from tidegate.state import keys
 from tidegate.state.dynamodb import DynamoStore
 from tidegate.state.panes import PaneState
+from tidegate.state.protocol import Group
 from tidegate.watermark import MIN_WATERMARK, WatermarkStore
 from tidegate.windows import assigner_for
 from tidegate_dev.bench import workload
@@ -102,18 +104,21 @@ def open_windows(pipeline: Pipeline, windows: int) -> OpenWindows:
     out = OpenWindows(items=[], close_at=start + WINDOW_MS)
     for i in range(windows):
         user = f"u{i}"
-        members = []
+        records = []
         for j in range(1 + i % 3):
             line = json.dumps({"userId": user, "timestamp": start + 1_000 * j,
                                "action": "purchase" if j else "click", "value": j + 1})
-            record = SourceRecord("shardId-000000000000", str(i * 3 + j), "", start)
-            members.append((record, decoder.decode_bytes(line.encode("utf-8"))))
-        event_key = members[0][1].key
-        _, sk = state.locate(event_key, start)
-        verdict = state.judge(event_key, sk, members, None, MIN_WATERMARK)
+            records.append(SourceRecord("shardId-000000000000", str(i * 3 + j),
+                                        base64.b64encode(line.encode("utf-8")).decode(), start))
+        batch = decoder.decode_batch(RecordBatch(records))
+        event_key = batch.keys[0]
+        assert event_key is not None
+        pk, sk = state.locate(event_key, start)
+        group = Group(pk, sk, event_key, list(range(len(records))), batch)
+        verdict = state.judge(group, None, MIN_WATERMARK)
         assert verdict.item is not None
         out.items.append(verdict.item)
-        n = len(members)
+        n = len(records)
         out.expected[user] = {"count": n, "total_value": n * (n + 1) // 2, "max_value": n}
     return out
 

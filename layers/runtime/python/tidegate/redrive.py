@@ -27,8 +27,8 @@ import json
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from tidegate.schemas.decode import DecodedBatch
     from tidegate.sources.records import SourceRecord
-    from tidegate.state.protocol import Member
 
 MAGIC = b"\xfftgrd1"  # 6 bytes: its base64 is a fixed 8-character prefix
 _PREFIX_B64 = base64.b64encode(MAGIC).decode("ascii")
@@ -84,26 +84,27 @@ def unwrap(record: SourceRecord) -> bool:
 
 
 def skip_applied(
-    members: list[Member], item: dict[str, Any] | None
-) -> tuple[list[Member], int]:
+    batch: DecodedBatch, indices: list[int], item: dict[str, Any] | None
+) -> tuple[list[int], int]:
     """Leave out redriven records the item already holds, and all but the first copy of
     one within the batch; returns the rest and how many were left out."""
     seen = set(item.get(APPLIED_ATTR, ())) if item else set()
-    kept: list[Member] = []
+    kept: list[int] = []
     skipped = 0
-    for member in members:
-        rid = member[0].redrive_id
+    for i in indices:
+        rid = batch.record(i).redrive_id if i in batch.redriven else None
         if rid is not None:
             if rid in seen:
                 skipped += 1
                 continue
             seen.add(rid)
-        kept.append(member)
+        kept.append(i)
     return kept, skipped
 
 
-def record_applied(item: dict[str, Any], applied: list[SourceRecord]) -> None:
+def record_applied(item: dict[str, Any], batch: DecodedBatch, applied: list[int]) -> None:
     """Add the ids of the redriven records in `applied` to the item about to be written."""
-    ids = {r.redrive_id for r in applied if r.redrive_id is not None}
+    ids = {batch.record(i).redrive_id for i in applied if i in batch.redriven}
+    ids.discard(None)
     if ids:
         item[APPLIED_ATTR] = set(item.get(APPLIED_ATTR, ())) | ids

@@ -3,11 +3,10 @@ Kafka), and the partial-failure response in the shape that source's mapping expe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from tidegate.sources import kinesis, msk
-from tidegate.sources.records import SourceRecord
+from tidegate.sources.records import SourceBatch, SourceRecord
 
 
 def event_source(event: dict[str, Any]) -> str:
@@ -18,7 +17,7 @@ def event_source(event: dict[str, Any]) -> str:
     return str(event.get("eventSource") or "unknown")
 
 
-def records_of(event: dict[str, Any]) -> Sequence[SourceRecord]:
+def records_of(event: dict[str, Any]) -> SourceBatch:
     source = event_source(event)
     if source == "aws:kinesis":
         return kinesis.records_of(event)

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any, TypedDict, overload
+from typing import Any, TypedDict
 
-from tidegate.sources.records import SourceRecord
+from tidegate.sources.records import Columns, SourceBatch, SourceRecord
 from tidegate.state.keys import POSITION_WIDTH
 
 
@@ -59,76 +57,26 @@ _ARRIVAL = itemgetter("approximateArrivalTimestamp")
 _DATA = itemgetter("data")
 
 
-@dataclass(frozen=True, slots=True)
-class Columns:
-    """What the ingest reads of every record of a batch from one shard whose sequence numbers
-    are ASCII digit strings that strictly ascend (every Kinesis batch)."""
+class KinesisBatch(SourceBatch):
+    """A Kinesis event's records. The ingest reads the batch as `columns()` and builds only
+    the records it must name: dead letters, late and failed records."""
 
-    shard: str
-    data: list[str]
-    # Each record's position, zero-padded when the batch's are of different widths: they
-    # order as the numbers do, and each one's `position_mark` is `.zfill(POSITION_WIDTH)`.
-    marks: list[str]
-    first_arrival_ms: int  # the lowest record's `arrival_ms`
-
-
-class KinesisBatch(Sequence[SourceRecord]):
-    """A Kinesis event's records, each built when first asked for (and then kept, so a record
-    is one object however it is reached). The ingest reads the batch as `columns()` and builds
-    only the records it must name: dead letters, late and failed records."""
-
-    __slots__ = ("_built", "_raw", "_whole")
+    __slots__ = ("_raw",)
 
     def __init__(self, raw: list[KinesisEventRecord]) -> None:
+        super().__init__(len(raw))
         self._raw = raw
-        self._built: list[SourceRecord | None] = [None] * len(raw)
-        self._whole = False  # every record built
 
-    def __len__(self) -> int:
-        return len(self._raw)
+    def _build(self, index: int) -> SourceRecord:
+        return _source_record(self._raw[index])
 
-    @overload
-    def __getitem__(self, index: int) -> SourceRecord: ...
+    def columns(self) -> Columns:
+        """The batch as columns: read straight from the event in the common case (one shard,
+        ASCII digit sequence numbers that strictly ascend: every Kinesis batch), else from
+        the records."""
+        return self._common_columns() or Columns.of(self)
 
-    @overload
-    def __getitem__(self, index: slice) -> list[SourceRecord]: ...
-
-    def __getitem__(self, index: int | slice) -> SourceRecord | list[SourceRecord]:
-        if isinstance(index, slice):
-            return [self.record(i) for i in range(len(self._raw))[index]]
-        return self.record(range(len(self._raw))[index])  # IndexError as a list's
-
-    def __iter__(self) -> Iterator[SourceRecord]:
-        # Iterating reads every record (the record-by-record ingest): build the missing ones
-        # in one pass.
-        built = self._built
-        if not self._whole:
-            built[:] = [
-                record if record is not None else _source_record(raw)
-                for record, raw in zip(built, self._raw, strict=True)
-            ]
-            self._whole = True
-        return iter(built)  # type: ignore[arg-type]
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, KinesisBatch | list):
-            return list(self) == list(other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]  # mutable like the list it stands for
-
-    def __repr__(self) -> str:
-        return f"KinesisBatch({list(self)!r})"
-
-    def record(self, index: int) -> SourceRecord:
-        built = self._built[index]
-        if built is None:
-            built = self._built[index] = _source_record(self._raw[index])
-        return built
-
-    def columns(self) -> Columns | None:
-        """The batch as columns, or None when it is not the common case `Columns` describes
-        (then the ingest takes each record as it comes)."""
+    def _common_columns(self) -> Columns | None:
         raw = self._raw
         if not raw:
             return None
@@ -166,7 +114,7 @@ class KinesisBatch(Sequence[SourceRecord]):
         if marks != sorted(marks) or len(set(marks)) != len(marks):  # strictly ascending
             return None
         # int(x * 1000) never decreases as x grows: the lowest arrival gives the least.
-        return Columns(shard, data, marks, int(min(arrivals) * 1000))
+        return Columns(data, [shard] * count, marks, int(min(arrivals) * 1000), partition=shard)
 
 
 def stream_of(event: dict[str, Any]) -> str | None:

@@ -18,7 +18,7 @@ import binascii
 from base64 import b64decode
 from typing import Any, TypedDict
 
-from tidegate.sources.records import SourceRecord
+from tidegate.sources.records import RecordBatch, SourceRecord
 
 KAFKA_SOURCES = ("aws:kafka", "SelfManagedKafka")
 
@@ -54,7 +54,7 @@ def _key_text(key_b64: str | None) -> str | None:
     return raw.decode("utf-8", errors="backslashreplace")
 
 
-def records_of(event: dict[str, Any]) -> list[SourceRecord]:
+def records_of(event: dict[str, Any]) -> RecordBatch:
     out: list[SourceRecord] = []
     for group, records in (event.get("records") or {}).items():
         for rec in records:
@@ -72,7 +72,7 @@ def records_of(event: dict[str, Any]) -> list[SourceRecord]:
                     headers=rec.get("headers") or None,
                 )
             )
-    return out
+    return RecordBatch(out)
 
 
 def headers_of(record: KafkaEventRecord) -> dict[str, bytes]:

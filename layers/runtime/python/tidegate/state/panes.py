@@ -14,7 +14,7 @@ from typing import Any
 from tidegate.aggregates.accumulators import AccumulatorSet
 from tidegate.spec import Pipeline
 from tidegate.state import keys
-from tidegate.state.protocol import Member, Verdict, split_duplicates
+from tidegate.state.protocol import Group, Verdict
 from tidegate.windows.base import PaneAssigner, ceil_to
 from tidegate.windows.trigger import EventTimeTrigger
 
@@ -88,22 +88,18 @@ class PaneState:
             self._keys[key] = found
         return found
 
-    def judge(
-        self, key: str, sk: str, members: list[Member], item: dict[str, Any] | None,
-        watermark: int,
-    ) -> Verdict:
-        fresh, duplicates, marks = split_duplicates(members, item)
+    def judge(self, group: Group, item: dict[str, Any] | None, watermark: int) -> Verdict:
+        fresh, duplicates, marks = group.fresh(item)
         expected = int(item["ver"]) if item else None
         if not fresh:
             return Verdict(None, expected, [], [], duplicates)
         new = self.merged(
-            key, sk, [event.time_ms for _, event in fresh],
-            [event.values for _, event in fresh], item, watermark,
+            group.key, group.sk, group.times(fresh), group.values(fresh), item, watermark
         )
         if new is None:
             return Verdict(None, expected, [], fresh, duplicates)
         new["hw"] = marks
-        return Verdict(new, expected, [r for r, _ in fresh], [], duplicates)
+        return Verdict(new, expected, fresh, [], duplicates)
 
     def merged(
         self, key: str, sk: str, times: list[int], values: list[dict[str, Any]],

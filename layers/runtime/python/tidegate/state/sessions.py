@@ -14,7 +14,7 @@ from typing import Any
 from tidegate.aggregates.accumulators import AccumulatorSet
 from tidegate.spec import Pipeline
 from tidegate.state import keys
-from tidegate.state.protocol import Member, Verdict, split_duplicates
+from tidegate.state.protocol import Group, Verdict
 from tidegate.windows.session import Session, SessionAssigner
 from tidegate.windows.trigger import EventTimeTrigger
 
@@ -64,11 +64,9 @@ class SessionState:
     def slot(self, time_ms: int) -> int:
         return 0  # all of a key's open sessions share one item
 
-    def judge(
-        self, key: str, sk: str, members: list[Member], item: dict[str, Any] | None,
-        watermark: int,
-    ) -> Verdict:
-        fresh, duplicates, marks = split_duplicates(members, item)
+    def judge(self, group: Group, item: dict[str, Any] | None, watermark: int) -> Verdict:
+        key = group.key
+        fresh, duplicates, marks = group.fresh(item)
         expected = int(item["ver"]) if item else None
         if not fresh:
             return Verdict(None, expected, [], [], duplicates)
@@ -78,14 +76,13 @@ class SessionState:
         final = [s for s in stored if self.close_at(s) <= watermark]
         live = [s for s in stored if self.close_at(s) > watermark]
         singles = []
-        for member in fresh:
-            event = member[1]
-            acc = self.acc.create()
-            self.acc.add_event(acc, event.values)
-            singles.append(Session(event.time_ms, event.time_ms, acc, 1, members=[member]))
+        times, values = group.batch.times, group.batch.values
+        for i in fresh:
+            acc = self.acc.of_event(values[i])  # type: ignore[arg-type]  # valid record
+            singles.append(Session(times[i], times[i], acc, 1, members=[i]))
         merged = self.assigner.merge(live + singles, self.acc.merge)
 
-        late: list[Member] = []
+        late: list[int] = []
         kept: list[Session] = []
         for session in merged:
             if not session.stored and self.close_at(session) <= watermark:
@@ -112,4 +109,4 @@ class SessionState:
         new["open_sk"] = min(self.check_at(s) for s in sessions)
         # `hw` must outlive the sessions it covers; the item stays after they close.
         new.pop("expire_at", None)
-        return Verdict(new, expected, [r for r, _ in applied], late, duplicates)
+        return Verdict(new, expected, applied, late, duplicates)
