@@ -105,7 +105,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_the_graph_sees_the_layer() -> None:
     graph = import_graph()
     assert "tidegate.spec" in graph and "tidegate.ingest" in graph
-    assert "tidegate.spec" in graph["tidegate.state.panes"]
+    assert "tidegate.spec" in graph["tidegate.windows.panes"]
 
 
 def test_a_cycle_is_found_when_there_is_one() -> None:

@@ -23,11 +23,9 @@ from tidegate.session_closer import SessionCloser
 from tidegate.spec import Pipeline, parse_pipeline
 from tidegate.state import keys
 from tidegate.state.memory import MemoryStore
-from tidegate.state.panes import PaneState
-from tidegate.state.sessions import SessionState
 from tidegate.watermark import WatermarkStore
-from tidegate.windows import assigner_for
-from tidegate.windows.session import SessionAssigner
+from tidegate.windows import window_kind
+from tidegate.windows.session import SessionState
 
 B = BASE_MS
 ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/tg-events"
@@ -63,12 +61,7 @@ class Harness:
         self.store = store or MemoryStore()
         self.watermarks = WatermarkStore(self.store, pipeline.name, pipeline.state_version)
         self.accumulators = AccumulatorSet(build_aggregates(pipeline))
-        self.assigner = assigner_for(pipeline)
-        self.windows: PaneState | SessionState
-        if isinstance(self.assigner, SessionAssigner):
-            self.windows = SessionState(pipeline, self.assigner, self.accumulators)
-        else:
-            self.windows = PaneState(pipeline, self.assigner, self.accumulators)
+        self.windows = window_kind(pipeline).state(self.accumulators)
         self.late = Queue()
         self.dead = Queue()
         self.sink = ListSink()

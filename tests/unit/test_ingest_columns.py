@@ -28,11 +28,8 @@ from tidegate.sources.kinesis import KinesisBatch
 from tidegate.sources.records import Columns, RecordBatch
 from tidegate.spec import Pipeline, parse_pipeline
 from tidegate.state.memory import MemoryStore
-from tidegate.state.panes import PaneState
-from tidegate.state.sessions import SessionState
 from tidegate.watermark import MIN_WATERMARK, WatermarkStore
-from tidegate.windows import assigner_for
-from tidegate.windows.session import SessionAssigner
+from tidegate.windows import window_kind
 
 ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/tg-events"
 ARRIVAL_S = (BASE_MS + 60_000) / 1000
@@ -108,11 +105,7 @@ class Run:
             self.watermarks.advance_pipeline(floor)
         self.dead = Queue(refuse_dead)
         self.late = Queue()
-        assigner = assigner_for(pipeline)
-        accumulators = AccumulatorSet(build_aggregates(pipeline))
-        windows = (SessionState(pipeline, assigner, accumulators)
-                   if isinstance(assigner, SessionAssigner)
-                   else PaneState(pipeline, assigner, accumulators))
+        windows = window_kind(pipeline).state(AccumulatorSet(build_aggregates(pipeline)))
         self.decoder = JsonDecoder(pipeline, compile_schema(pipeline))
         self.ingestor = Ingestor(
             pipeline=pipeline,

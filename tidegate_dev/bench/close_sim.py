@@ -29,10 +29,10 @@ from tidegate.sources.records import RecordBatch, SourceRecord
 from tidegate.spec import Pipeline, parse_pipeline
 from tidegate.state import keys
 from tidegate.state.dynamodb import DynamoStore
-from tidegate.state.panes import PaneState
 from tidegate.state.protocol import Group
 from tidegate.watermark import MIN_WATERMARK, WatermarkStore
-from tidegate.windows import assigner_for
+from tidegate.windows import window_kind
+from tidegate.windows.panes import PaneState
 from tidegate_dev.bench import workload
 from tidegate_dev.local import readback
 from tidegate_dev.local.context import LambdaContext
@@ -98,8 +98,8 @@ def open_windows(pipeline: Pipeline, windows: int) -> OpenWindows:
     """One 1-minute window for each of `windows` keys, 1 to 3 events each."""
     decoder = JsonDecoder(pipeline, compile_schema(pipeline))
     accumulators = AccumulatorSet(build_aggregates(pipeline))
-    assigner = assigner_for(pipeline)
-    state = PaneState(pipeline, assigner, accumulators)  # type: ignore[arg-type]
+    state = window_kind(pipeline).state(accumulators)
+    assert isinstance(state, PaneState)
     start = workload.BASE_MS
     out = OpenWindows(items=[], close_at=start + WINDOW_MS)
     for i in range(windows):

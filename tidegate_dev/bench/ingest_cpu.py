@@ -29,11 +29,10 @@ from tidegate.schemas.event_model import compile_schema
 from tidegate.spec import Pipeline
 from tidegate.state.dynamodb import DynamoStore
 from tidegate.state.memory import MemoryStore
-from tidegate.state.panes import PaneState
-from tidegate.state.sessions import SessionState
 from tidegate.watermark import WatermarkStore
-from tidegate.windows import assigner_for
-from tidegate.windows.session import SessionAssigner
+from tidegate.windows import window_kind
+from tidegate.windows.panes import PaneState
+from tidegate.windows.session import SessionState
 from tidegate_dev.bench import workload
 
 BATCH_SIZES = (100, 1_000, 10_000)
@@ -56,11 +55,7 @@ class NullQueue:
 
 
 def window_state(pipeline: Pipeline) -> PaneState | SessionState:
-    assigner = assigner_for(pipeline)
-    accumulators = AccumulatorSet(build_aggregates(pipeline))
-    if isinstance(assigner, SessionAssigner):
-        return SessionState(pipeline, assigner, accumulators)
-    return PaneState(pipeline, assigner, accumulators)
+    return window_kind(pipeline).state(AccumulatorSet(build_aggregates(pipeline)))
 
 
 def ingestor(pipeline: Pipeline, serialize: bool = False) -> Ingestor:

@@ -9,7 +9,7 @@ Exactly-once effect on the aggregates, with at-least-once delivery:
   Marks are per item, not per partition: Lambda resumes from the LOWEST reported failure
   and redelivers records that succeeded after it, and only per-item marks tell which.
 * Records are judged late against the pipeline watermark as it stood when the batch began;
-  the window kind decides what that means (state/panes.py, state/sessions.py). A final
+  the window kind decides what that means (windows/panes.py, windows/session.py). A final
   window never changes, even before the closer has published it.
 * Only a completed batch raises its partition's watermark, so a retried record is judged
   against the same watermark it would have been the first time.

@@ -19,13 +19,11 @@ from tidegate.clock import now_ms
 from tidegate.errors import ConfigurationError
 from tidegate.spec import Pipeline, pipeline_from_json
 from tidegate.state.dynamodb import DynamoStore
-from tidegate.state.panes import PaneState
-from tidegate.state.sessions import SessionState
 from tidegate.state.store import StateStore
 from tidegate.watermark import WatermarkStore
-from tidegate.windows import assigner_for
-from tidegate.windows.base import PaneAssigner
-from tidegate.windows.session import SessionAssigner
+from tidegate.windows import WindowKind, window_kind
+from tidegate.windows.panes import PaneState
+from tidegate.windows.session import SessionState
 
 if TYPE_CHECKING:
     from tidegate.closer import PaneCloser
@@ -84,14 +82,12 @@ class Runtime:
         return WatermarkStore(self.store, self.pipeline.name, self.pipeline.state_version)
 
     @cached_property
-    def assigner(self) -> PaneAssigner | SessionAssigner:
-        return assigner_for(self.pipeline)
+    def window_kind(self) -> WindowKind:
+        return window_kind(self.pipeline)
 
     @cached_property
     def window_state(self) -> PaneState | SessionState:
-        if isinstance(self.assigner, SessionAssigner):
-            return SessionState(self.pipeline, self.assigner, self.accumulators)
-        return PaneState(self.pipeline, self.assigner, self.accumulators)
+        return self.window_kind.state(self.accumulators)
 
     @cached_property
     def accumulators(self) -> AccumulatorSet:
@@ -181,7 +177,7 @@ class Runtime:
         )
         state = self.window_state
         closer: PaneCloser | SessionCloser
-        if isinstance(state, SessionState):
+        if isinstance(state, SessionState):  # the kind's own closing
             closer = SessionCloser(sessions=state, **common)
         else:
             closer = PaneCloser(assigner=state.assigner, **common)

@@ -14,13 +14,13 @@ from typing import Any
 from tidegate.closer import Claim, Closer
 from tidegate.errors import TooManyConflictsError, TransactionConflictError
 from tidegate.state import keys
-from tidegate.state.sessions import (
+from tidegate.state.store import CLOSING, EMITTED, PENDING, PUBLISHED
+from tidegate.windows.session import (
     OPEN_SESSIONS_SK,
     SessionState,
     session_record,
     stored_sessions,
 )
-from tidegate.state.store import CLOSING, EMITTED, PENDING, PUBLISHED
 
 _MAX_CONFLICT_RETRIES = 8
 
