@@ -14,6 +14,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from tidegate import observe, sources
+from tidegate.mini_batch import is_window_event
 from tidegate.runtime import Runtime
 
 # Configured by the environment (the CDK construct sets it); these defaults serve local runs.
@@ -43,7 +44,15 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     records = sources.records_of(event)
     ingestor = _ingestor()
     time_left = getattr(context, "get_remaining_time_in_millis", None)
-    outcome = ingestor.process(records, time_left_ms=time_left)
+    state: dict[str, str] | None = None
+    if is_window_event(event):
+        # A tumbling window of the event source mapping (`mini_batch`): the batch is folded
+        # into the window's state, written on its final invocation.
+        outcome, state = ingestor.process_window(
+            records, event.get("state"), bool(event.get("isFinalInvokeForWindow")), time_left
+        )
+    else:
+        outcome = ingestor.process(records, time_left_ms=time_left)
     observe.report("ingest", outcome)
     if records:
         logger.info(
@@ -63,9 +72,13 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         )
     metrics.add_metric(name="Processed", unit=MetricUnit.Count, value=outcome.records)
     metrics.add_metric(name="Aggregated", unit=MetricUnit.Count, value=outcome.aggregated)
+    metrics.add_metric(name="Buffered", unit=MetricUnit.Count, value=outcome.buffered)
     metrics.add_metric(name="Late", unit=MetricUnit.Count, value=outcome.late)
     metrics.add_metric(name="DeadLettered", unit=MetricUnit.Count, value=outcome.dead_lettered)
     metrics.add_metric(
         name="DuplicatesSkipped", unit=MetricUnit.Count, value=outcome.duplicates_skipped
     )
-    return sources.failure_response(event, outcome.failed)
+    response = sources.failure_response(event, outcome.failed)
+    if state is not None:
+        response["state"] = state  # without it Lambda takes the invocation as failed
+    return response

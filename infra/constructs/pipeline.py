@@ -107,6 +107,11 @@ class CloserSettings:
     timeout_s: int = 120
 
 
+# Kafka with `mini_batch`: the largest batch Lambda takes, and its longest batching window.
+KAFKA_MINI_BATCH_SIZE = 10_000
+MAX_BATCHING_WINDOW_S = 300
+
+
 class TidegatePipeline(Construct):
     """All resources of one pipeline; the created resources are exposed as attributes.
 
@@ -440,14 +445,22 @@ class TidegatePipeline(Construct):
         self.late_queue.grant_send_messages(fn)
         self.ingest_source: sources.KinesisEventSource | None = None
         self.kafka_mapping: lambda_.EventSourceMapping | None = None
+        latency_s = self.pipeline.mini_batch.allow_latency // 1000
         if self.kafka is not None:
+            batch_size, window_s = settings.batch_size, settings.max_batching_window_s
+            if latency_s:
+                # Kafka mappings have no tumbling window: the latency buys larger batches
+                # instead (the batching window is at most 5 minutes, a batch 10,000 records
+                # or 6 MB), so each invocation writes each key-pane once for more events.
+                batch_size = max(batch_size, KAFKA_MINI_BATCH_SIZE)
+                window_s = max(window_s, min(latency_s, MAX_BATCHING_WINDOW_S))
             self.kafka_mapping = add_kafka_source(
                 fn,
                 pipeline=self.pipeline,
                 settings=self.kafka,
                 consumer_group_id=self.kafka_consumer_group_id or "",
-                batch_size=settings.batch_size,
-                max_batching_window_s=settings.max_batching_window_s,
+                batch_size=batch_size,
+                max_batching_window_s=window_s,
                 retry_attempts=settings.retry_attempts,
                 max_record_age_s=settings.max_record_age_s,
                 failed_batches=self.failed_batches_queue,
@@ -467,6 +480,9 @@ class TidegatePipeline(Construct):
             max_record_age=Duration.seconds(settings.max_record_age_s),
             on_failure=sources.SqsDlq(self.failed_batches_queue),
             parallelization_factor=settings.parallelization_factor,
+            # `mini_batch`: the mapping carries the shard's partials between invocations and
+            # makes a final invocation per window (tidegate/mini_batch.py).
+            tumbling_window=Duration.seconds(latency_s) if latency_s else None,
         )
         fn.add_event_source(self.ingest_source)
 
@@ -582,6 +598,14 @@ def _check_ordering(pipeline: Pipeline, settings: IngestSettings) -> None:
     if not 1 <= factor <= 10:
         raise TidegateConfigError(
             f"pipeline {pipeline.name!r}: parallelization_factor must be 1..10, not {factor}"
+        )
+    if factor > 1 and pipeline.mini_batch.allow_latency:
+        raise TidegateConfigError(
+            f"pipeline {pipeline.name!r}: mini_batch folds a shard's records into the state "
+            "its tumbling window carries, skipping any at or below the highest position "
+            f"folded; ParallelizationFactor {factor} would fold one shard in concurrent, "
+            "unordered batches. Keep parallelization_factor=1 with mini_batch (add shards "
+            "to scale)."
         )
     if factor > 1 and not settings.partitioned_by_key:
         raise TidegateConfigError(

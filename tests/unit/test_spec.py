@@ -213,6 +213,17 @@ def test_section_and_cross_section_problems_are_listed_together() -> None:
         ),
         ({"allowed_lateness": "-1s"}, "allowed_lateness: "),
         ({"emit": "sometimes"}, "emit: "),
+        ({"mini_batch": {"allow_latency": "16m"}}, "mini_batch.allow_latency: at most 15m"),
+        ({"mini_batch": {"allow_latency": "1500ms"}}, "mini_batch.allow_latency: whole seconds"),
+        ({"mini_batch": {"latency": "1m"}}, "mini_batch.latency: unknown setting"),
+        (
+            {"mini_batch": {"allow_latency": "60s"}},
+            "mini_batch.allow_latency: 60000 ms must be below watermark.idle_timeout (60000 ms)",
+        ),
+        (
+            {"mini_batch": {"allow_latency": "30s"}, "window": {"type": "session", "gap": "5s"}},
+            "mini_batch: not available for session windows yet",
+        ),
     ],
 )
 def test_single_problems_name_their_path(overrides: dict[str, Any], expected: str) -> None:

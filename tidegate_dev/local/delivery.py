@@ -89,6 +89,11 @@ class BatchDelivery:
     def _position(self, record: dict[str, Any]) -> str:
         raise NotImplementedError
 
+    def _answered(self, lane: Any, response: Any) -> bool:
+        """Whether the response is one the mapping accepts (a tumbling window's must carry
+        the state, which the mapping then keeps)."""
+        return True
+
     # -- shared --------------------------------------------------------------------------
     def pending(self) -> bool:
         """True while any lane has records not yet successfully processed."""
@@ -137,6 +142,10 @@ class BatchDelivery:
             lane.limit = max(1, len(batch) // 2) if bisect else len(batch)
             return False
         failures = (response or {}).get("batchItemFailures") or []
+        if not self._answered(lane, response):
+            self._failed(lane, ValueError(f"response without the window's state: {response!r}"))
+            lane.limit = len(batch)
+            return False
         if not failures:
             del lane.buffer[: len(batch)]
             self.stats.records_checkpointed += len(batch)

@@ -36,6 +36,7 @@ def open_feed(
     batch_size: int,
     chaos: Any = None,
     kafka_bootstrap: str | None = None,
+    window_batches: int | None = None,
 ) -> EventSourceMapping:
     """Put every line on the source, in file order, and return the mapping to drive."""
     pipeline = deployment.pipeline
@@ -53,8 +54,11 @@ def open_feed(
         _put_keyed(deployment.source_stream, [partition_key(pipeline, x) for x in lines],
                    payloads)
     # Looked up at call time so tests can substitute the mapping class.
+    # `mini_batch`: the mapping's tumbling window, as the construct sets it.
+    window_s = pipeline.mini_batch.allow_latency // 1000 or None
     return esm.KinesisEventSourceMapping(
-        deployment.source_stream, handler, batch_size=batch_size, chaos=chaos
+        deployment.source_stream, handler, batch_size=batch_size, chaos=chaos,
+        tumbling_window_s=window_s, window_batches=window_batches,
     )
 
 

@@ -150,7 +150,10 @@ def run_pipeline(
     kafka_bootstrap: str | None = None,
     observer: RunObserver | None = None,
     follow: Follow | None = None,
+    window_batches: int | None = None,
 ) -> RunOutput:
+    """`window_batches`: with `mini_batch`, end each of the mapping's tumbling windows after
+    that many batches of a shard (default: when its time passes or the shard runs dry)."""
     chaos = Chaos(chaos_seed) if chaos_seed is not None else None
     if chaos is not None:
         tidegate.aws.CLIENT_HOOKS.append(chaos.hook)
@@ -171,7 +174,7 @@ def run_pipeline(
                 if arrivals is not None:
                     handler = arrivals.watch(handler)
                 esm = open_feed(deployment, sendable, handler, batch_size, chaos=chaos,
-                                kafka_bootstrap=kafka_bootstrap)
+                                kafka_bootstrap=kafka_bootstrap, window_batches=window_batches)
                 rounds = 0
                 while esm.pending():
                     esm.deliver_round()

@@ -78,6 +78,12 @@ MEANING = {
     "sink.bus": "EventBridge bus name.",
     "sink.source": "EventBridge `Source` of each result event.",
     "sink.detail_type": "EventBridge `DetailType` of each result event.",
+    "mini_batch": "Pre-aggregation before state is written (Kinesis: the event source"
+                  " mapping's tumbling window; Kafka: larger batches).",
+    "mini_batch.allow_latency": "How long a shard's partials may wait before they are"
+                                " written (1s-15m, whole seconds; `0s` = off). Results come"
+                                " up to this much later; must be below"
+                                " `watermark.idle_timeout`. Tumbling and sliding windows.",
     "expected_keys": "Active keys at peak: sizes `index_shards` when that is not given.",
     "index_shards": "Partitions of the open-window index, the unit of closer fan-out"
                     " (1-4096). Change only with a new `state_version`.",

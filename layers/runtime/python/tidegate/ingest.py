@@ -51,6 +51,8 @@ class BatchOutcome:
     dead_lettered: int = 0
     duplicates_skipped: int = 0
     groups_written: int = 0
+    # Records folded into a mini-batch buffer (tidegate/mini_batch.py), written later.
+    buffered: int = 0
     watermark: int = MIN_WATERMARK
     failed: list[SourceRecord] = field(default_factory=list)
 
@@ -85,6 +87,20 @@ class Ingestor:
         self.write_concurrency = write_concurrency
 
     # -- the batch ---------------------------------------------------------------------
+    def process_window(
+        self, records: Sequence[SourceRecord], state: dict[str, Any] | None, final: bool,
+        time_left_ms: Callable[[], int] | None = None,
+    ) -> tuple[BatchOutcome, dict[str, str]]:
+        """One invocation of an event source mapping with a tumbling window (`mini_batch`):
+        the batch folded into the window's `state`; the state to hand back."""
+        from tidegate.mini_batch import MiniBatch
+
+        outcome = BatchOutcome(records=len(records))
+        budget_s = None if time_left_ms is None else (time_left_ms() - _REPORT_MS) / 1000
+        with retry_budget(budget_s), collector_paused():
+            new_state = MiniBatch(self).process(batch_of(records), state, final, outcome)
+        return outcome, new_state
+
     def process(
         self, records: Sequence[SourceRecord], time_left_ms: Callable[[], int] | None = None
     ) -> BatchOutcome:
@@ -114,7 +130,7 @@ class Ingestor:
             dead_letter(self.pipeline.name, record, rej.reason, rej.detail)
             for record, (_, rej) in zip(dead_records, batch.rejected, strict=True)
         ]
-        failed = self._write_groups(self._grouped(batch), watermark, time_left_ms, outcome)
+        failed = self._write_groups(self.grouped(batch), watermark, time_left_ms, outcome)
         failed_dead = self._send(self.dead_letters, dead, [i for i, _ in batch.rejected])
         outcome.dead_lettered = len(dead_records) - len(failed_dead)
         failed = sorted(failed + failed_dead)
@@ -122,29 +138,23 @@ class Ingestor:
         self._advance_watermarks(batch, failed, now, state)
         return outcome
 
-    def _grouped(self, batch: DecodedBatch) -> list[Group]:
+    def grouped(self, batch: DecodedBatch) -> list[Group]:
         """The valid records grouped by the item they update, in order of each group's first
         record."""
         groups: dict[tuple[str, int], list[int]] = {}
-        slot = self.windows.slot
-        times = batch.times
-        for i, key in enumerate(batch.keys):
-            if key is None:
+        # Grouped by (key, slot), which names the same item as (PK, SK) does: the item's key
+        # strings are built once per group, not per event.
+        for i, at in enumerate(zip(batch.keys, self.windows.slots(batch.times), strict=True)):
+            if at[0] is None:
                 continue  # rejected
-            # Grouped by (key, slot), which names the same item as (PK, SK) does: the item's
-            # key strings are built once per group, not per event.
-            at = (key, slot(times[i]))
-            found = groups.get(at)
+            found = groups.get(at)  # type: ignore[arg-type]
             if found is None:
-                groups[at] = [i]
+                groups[at] = [i]  # type: ignore[index]
             else:
                 found.append(i)
-        locate = self.windows.locate
-        out = []
-        for (key, _), indices in groups.items():
-            pk, sk = locate(key, times[indices[0]])
-            out.append(Group(pk, sk, key, indices, batch))
-        return out
+        item_of = self.windows.item_of
+        return [Group(*item_of(key, slot), key, indices, batch)
+                for (key, slot), indices in groups.items()]
 
     def _write_groups(
         self, ordered: list[Group], watermark: int, time_left_ms: Callable[[], int] | None,
@@ -270,12 +280,19 @@ class Ingestor:
         batch = group.batch
         for _ in range(_MAX_CONFLICT_RETRIES):
             verdict = self.windows.judge(group, item, watermark)
+            if verdict.item is not None and not verdict.late and not batch.redriven:
+                try:  # the common case: every record fresh and on time
+                    self.store.write_group(verdict.item, verdict.expected_version)
+                    return verdict
+                except ConditionFailedError:
+                    item = self.store.get(group.pk, group.sk)
+                    continue
             if batch.redriven and verdict.item is not None:
                 # Same item, same condition as the events: applied once, whatever copies.
                 redrive.record_applied(verdict.item, batch, verdict.applied)
             unsent = [i for i in verdict.late if i not in sent]
             if unsent:
-                self._send_late(batch, unsent, watermark)
+                self.send_late(batch, unsent, watermark)
                 sent.update(unsent)
             if verdict.item is None:
                 return verdict
@@ -287,7 +304,7 @@ class Ingestor:
                 item = self.store.get(group.pk, group.sk)
         raise TooManyConflictsError(f"item {group.pk} {group.sk}: too many write conflicts")
 
-    def _send_late(self, batch: DecodedBatch, late: list[int], watermark: int) -> None:
+    def send_late(self, batch: DecodedBatch, late: list[int], watermark: int) -> None:
         messages = [
             dead_letter(
                 self.pipeline.name,

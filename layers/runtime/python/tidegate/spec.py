@@ -272,6 +272,31 @@ class WatermarkSpec(_Model):
     advance_when_idle: bool = True
 
 
+# Lambda's event source mapping keeps a tumbling window's state for at most 15 minutes.
+MAX_MINI_BATCH_MS = 900_000
+
+
+class MiniBatchSpec(_Model):
+    """Pre-aggregation before state is written (Flink SQL's mini-batch): partials are folded
+    for up to `allow_latency` and written once (tidegate/mini_batch.py). 0 switches it off."""
+
+    allow_latency: Duration = 0
+
+    @field_validator("allow_latency")
+    @classmethod
+    def _at_most_15_min(cls, value: int) -> int:
+        if value > MAX_MINI_BATCH_MS:
+            raise ValueError(
+                f"at most 15m (the event source mapping keeps a window's state that long), "
+                f"not {value} ms"
+            )
+        if value and value < 1_000:
+            raise ValueError(f"at least 1s (whole seconds), not {value} ms")
+        if value % 1_000:
+            raise ValueError(f"whole seconds (the event source mapping's unit), not {value} ms")
+        return value
+
+
 class AggregateSpec(_Model):
     op: str  # a registered op (aggregates/registry.py)
     field: str | None = None
@@ -343,6 +368,7 @@ class Pipeline(_Model):
     aggregates: dict[str, AggregateSpec] = Field(min_length=1)
     emit: Literal["final", "updates"] = "final"
     sink: Sink
+    mini_batch: MiniBatchSpec = MiniBatchSpec()
     # Active keys expected at peak: when `index_shards` is not given, it is derived from
     # this (state/index_sizing.py). Either one changes where open windows are indexed:
     # change them only with a new `state_version`.
@@ -372,6 +398,28 @@ class Pipeline(_Model):
         if bad:
             raise ValueError(f"not valid result names: {', '.join(bad)}")
         return value
+
+    @model_validator(mode="after")
+    def _mini_batch_fits(self) -> Pipeline:
+        latency = self.mini_batch.allow_latency
+        if not latency:
+            return self
+        if isinstance(self.window, SessionWindow):
+            raise PydanticCustomError(
+                "setting_conflict",
+                "mini_batch: not available for session windows yet (tumbling and sliding "
+                "windows only)",
+            )
+        if self.watermark.idle_timeout <= latency:
+            # A shard holding partials it has not written must not count as idle, or the
+            # other shards' watermark would close windows those partials belong to.
+            raise PydanticCustomError(
+                "setting_conflict",
+                "mini_batch.allow_latency: {latency} ms must be below watermark.idle_timeout "
+                "({idle} ms)",
+                {"latency": latency, "idle": self.watermark.idle_timeout},
+            )
+        return self
 
     @model_validator(mode="after")
     def _derive_index_shards(self) -> Pipeline:
@@ -453,8 +501,10 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
 def _format_error(err: Any) -> str:
     msg = str(err["msg"])
     loc = tuple(err["loc"])
-    if err["type"] == "slide_too_large":  # a cross-field rule reported at its own field
-        loc, msg = (*loc, "slide"), msg.split(": ", 1)[1]
+    if err["type"] in ("slide_too_large", "setting_conflict"):
+        # A cross-field rule reported at its own field, named before the colon.
+        field, msg = msg.split(": ", 1)
+        loc = (*loc, field)
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
             msg = msg[len(prefix):]

@@ -27,6 +27,8 @@ class PartitionMark:
     # Max event time of records applied by a batch that then failed part-way: it joins the
     # watermark when the retry completes, so the retry is judged as the first attempt was.
     pending_ms: int | None = None
+    # The position mark this state version has written the partition through (`pos`).
+    position: str | None = None
 
 
 @dataclass(slots=True)
@@ -81,6 +83,7 @@ class WatermarkStore:
                     int(item.get("max_t", MIN_WATERMARK)),
                     int(item["last_seen"]),
                     None if pending is None else int(pending),
+                    None if item.get("pos") is None else str(item["pos"]),
                 )
         return state
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tidegate.sources import kinesis, msk
-from tidegate.sources.records import SourceBatch, SourceRecord
+from tidegate.sources.records import RecordBatch, SourceBatch, SourceRecord
 
 
 def event_source(event: dict[str, Any]) -> str:
@@ -18,6 +18,9 @@ def event_source(event: dict[str, Any]) -> str:
 
 
 def records_of(event: dict[str, Any]) -> SourceBatch:
+    if event.get("Records") == []:
+        # A tumbling window's final invocation may carry no records (only its state).
+        return RecordBatch([])
     source = event_source(event)
     if source == "aws:kinesis":
         return kinesis.records_of(event)

@@ -48,7 +48,7 @@ class Group:
         if one is not None:
             # One partition, marks ascending: the first record is the group's lowest and
             # the last its highest (every Kinesis group: no per-record step).
-            if columns.mark(indices[0]) > seen.get(one, ""):
+            if not seen or columns.mark(indices[0]) > seen.get(one, ""):
                 fresh, duplicates = indices, 0
             else:
                 low = seen[one]
@@ -79,9 +79,14 @@ class WindowState(Protocol):
         """(PK, SK) of the item an event of `key` at `time_ms` updates."""
         ...
 
-    def slot(self, time_ms: int) -> int:
-        """Events of one key with equal slots update the same item (the same `locate`):
-        lets the ingest group a batch by (key, slot) and build keys once per group."""
+    def slots(self, times: list[int]) -> list[int]:
+        """Each event time's slot: events of one key with equal slots update the same item
+        (`item_of(key, slot)`), so the ingest groups a batch by (key, slot) and builds item
+        keys once per group."""
+        ...
+
+    def item_of(self, key: str, slot: int) -> tuple[str, str]:
+        """(PK, SK) of the item the events of `key` in `slot` update."""
         ...
 
     def judge(self, group: Group, item: dict[str, Any] | None, watermark: int) -> Verdict:

@@ -54,7 +54,11 @@ class PaneState:
         return found[0], sk
 
     def slot(self, time_ms: int) -> int:
-        return time_ms - time_ms % self._pane_ms  # assigner.pane_of, inline: once per event
+        return time_ms - time_ms % self._pane_ms  # assigner.pane_of, inline
+
+    def slots(self, times: list[int]) -> list[int]:
+        pane_ms = self._pane_ms
+        return [t - t % pane_ms for t in times]
 
     def _pane_bounds(self, sk: str, watermark: int) -> tuple[int, int]:
         """(the pane's last window, its first window not final at `watermark`)."""
@@ -89,25 +93,49 @@ class PaneState:
         return found
 
     def judge(self, group: Group, item: dict[str, Any] | None, watermark: int) -> Verdict:
-        fresh, duplicates, marks = group.fresh(item)
+        batch, indices = group.batch, group.indices
+        one = batch.columns.partition
+        if item is None and one is not None and not batch.redriven:
+            # A new item from one ordered partition (most groups): every record fresh, the
+            # mark its last one's; group.fresh's answer without its steps.
+            fresh, duplicates = indices, 0
+            marks = {one: batch.columns.mark(indices[-1])}
+        else:
+            fresh, duplicates, marks = group.fresh(item)
         expected = int(item["ver"]) if item else None
         if not fresh:
             return Verdict(None, expected, [], [], duplicates)
-        new = self.merged(
-            group.key, group.sk, group.times(fresh), group.values(fresh), item, watermark
-        )
+        times, values = batch.times, batch.values
+        if len(fresh) == 1:
+            (i,) = fresh
+            acc = self.acc.of_event(values[i])  # type: ignore[arg-type]  # valid record
+            tmin = tmax = times[i]
+        else:
+            acc = self.acc.create()
+            self.acc.add_events(acc, [values[i] for i in fresh])  # type: ignore[misc]
+            fresh_times = [times[i] for i in fresh]
+            tmin, tmax = min(fresh_times), max(fresh_times)
+        new = self.merged_partial(group.key, group.sk, acc, len(fresh), tmin, tmax, item,
+                                  watermark)
         if new is None:
             return Verdict(None, expected, [], fresh, duplicates)
         new["hw"] = marks
         return Verdict(new, expected, fresh, [], duplicates)
 
-    def merged(
-        self, key: str, sk: str, times: list[int], values: list[dict[str, Any]],
+    def all_final(self, sk: str, watermark: int) -> bool:
+        """Every window of the pane is final at `watermark`: its events are late."""
+        last_ws, first_unfinal = self._bounds.get((sk, watermark)) or self._pane_bounds(
+            sk, watermark
+        )
+        return first_unfinal > last_ws
+
+    def merged_partial(
+        self, key: str, sk: str, acc: dict[str, Any], n: int, tmin: int, tmax: int,
         item: dict[str, Any] | None, watermark: int,
     ) -> dict[str, Any] | None:
-        """The item with fresh events (their times and aggregate inputs) merged in, minus its
-        high-water marks (`hw`, the caller's); None when every window of the pane is final
-        at `watermark` (the events are late)."""
+        """The item with `n` fresh events (between `tmin` and `tmax`, folded into `acc`)
+        merged in, minus its high-water marks (`hw`, the caller's); None when every window
+        of the pane is final at `watermark` (the events are late)."""
         a = self.assigner
         # _pane_bounds and _item_keys below with their memos read inline: once per group.
         last_ws, first_unfinal = self._bounds.get((sk, watermark)) or self._pane_bounds(
@@ -119,18 +147,11 @@ class PaneState:
             if first_unfinal > last_ws:
                 return None
             pk, open_pk = self._keys.get(key) or self._item_keys(key)
-            if len(times) == 1:
-                tmin = tmax = times[0]
-                batch_acc = self.acc.of_event(values[0])
-            else:
-                tmin, tmax = min(times), max(times)
-                batch_acc = self.acc.create()
-                self.acc.add_events(batch_acc, values)
             return {
                 "PK": pk,
                 "SK": sk,
-                "acc": batch_acc,
-                "n": len(times),
+                "acc": acc,
+                "n": n,
                 "ver": 1,
                 "first_ws": first_unfinal,
                 "next_ws": first_unfinal,
@@ -147,11 +168,6 @@ class PaneState:
         if open_ws > last_ws:
             return None
 
-        if len(values) == 1:
-            batch_acc = self.acc.of_event(values[0])
-        else:
-            batch_acc = self.acc.create()
-            self.acc.add_events(batch_acc, values)
         new = dict(item)
         # Final but not yet closed windows keep the pane as it was before this batch.
         for ws in range(floor_ws, open_ws, a.slide_ms):
@@ -159,9 +175,9 @@ class PaneState:
             if acc_attr not in new:
                 new[acc_attr] = item["acc"]
                 new[n_attr] = item["n"]
-        new["acc"] = self.acc.merge(item["acc"], batch_acc)
-        new["n"] = int(item["n"]) + len(times)
+        new["acc"] = self.acc.merge(item["acc"], acc)
+        new["n"] = int(item["n"]) + n
         new["ver"] = int(item["ver"]) + 1
-        new["tmin"] = min(int(item.get("tmin", min(times))), min(times))
-        new["tmax"] = max(int(item.get("tmax", max(times))), max(times))
+        new["tmin"] = min(int(item.get("tmin", tmin)), tmin)
+        new["tmax"] = max(int(item.get("tmax", tmax)), tmax)
         return new

@@ -134,6 +134,12 @@ class SessionState:
     def slot(self, time_ms: int) -> int:
         return 0  # all of a key's open sessions share one item
 
+    def slots(self, times: list[int]) -> list[int]:
+        return [0] * len(times)
+
+    def item_of(self, key: str, slot: int) -> tuple[str, str]:
+        return self.locate(key, 0)
+
     def judge(self, group: Group, item: dict[str, Any] | None, watermark: int) -> Verdict:
         key = group.key
         fresh, duplicates, marks = group.fresh(item)
