@@ -18,7 +18,7 @@ from tidegate_dev.cli.main import build_parser, main
 
 TINY = report.Config(
     cpu_events=300, cpu_repeats=1, write_events=300, close_events=1_200, close_keys=10,
-    import_runs=1, build_layer=False, peer_events=0, install_peers=False,
+    import_runs=1, build_layer=False, peer_events=0, install_peers=False, mini_batch_rates=(10,),
 )
 TARGETS = {
     "ingest CPU, tumbling, batch 1,000",
@@ -29,6 +29,10 @@ TARGETS = {
     "sliding (5m/1m) vs tumbling writes",
     "import functions.ingest.handler", "import functions.closer.handler",
     "result latency p50",
+    "$ vs Flink min, 100 events/s, mini-batch 60s",
+    "$ vs Flink min, 1,000 events/s, mini-batch 60s",
+    "$ vs Flink min, 10,000 events/s, mini-batch 60s",
+    "DynamoDB WRU/event, 1,000 events/s, mini-batch 60s",
 }
 
 
@@ -78,6 +82,18 @@ def test_json_carries_the_raw_figures_of_every_section(bench_json: dict[str, Any
     assert writes["sliding"]["per_window_event_per_1000"] == 5_000
     assert bench_json["close_path"]["windows_closed"] > 0
     assert bench_json["cost"]["prices_date"]
+    off, on = bench_json["mini_batch"]
+    assert (off["mini_batch_s"], on["mini_batch_s"]) == (0, 60)
+    assert off["aggregated"] == on["aggregated"] == off["events"] == 600
+    # Folding a minute of a shard writes each key-pane once instead of once per batch.
+    assert 0 < on["writes"] < off["writes"]
+    rates = bench_json["cost"]["rates"]
+    assert {(r["events_per_s"], r["mini_batch_s"], r["capacity"]) for r in rates} == {
+        (rate, latency, capacity) for rate in (100, 1_000, 10_000) for latency in (0, 60)
+        for capacity in ("on_demand", "provisioned")}
+    for r in rates:
+        assert r["tidegate_usd_per_million"] == pytest.approx(sum(r["breakdown"].values()),
+                                                              abs=1e-3)
     assert {p: v["status"] for p, v in bench_json["peers"].items()} == {
         "bytewax": "not run (--no-peers)", "quixstreams": "not run (--no-peers)"}
 
@@ -95,6 +111,17 @@ def test_cost_model_adds_up() -> None:
     hourly = 2 * 0.11 + 50 * 0.10 / cost.HOURS_PER_MONTH
     assert m.lines["flink_minimum"] == pytest.approx(hourly * 1_000 / 3_600)
     assert m.tidegate_total > m.tidegate_processing > 0
+
+
+def test_provisioned_capacity_is_priced_by_the_hour_at_the_utilisation_target() -> None:
+    measured = cost.Measured(
+        ingest_cpu_s_per_event=1e-5, ingest_requests_per_event=0.1, ingest_wru_per_event=0.1,
+        ingest_rru_per_event=0.0, windows_per_event=0.0, closer_requests_per_window=0,
+        closer_wru_per_window=0, closer_rru_per_window=0,
+    )
+    m = cost.model(measured, cost.Assumptions(rate=1_000, capacity="provisioned"))
+    # 100 WRU/s held at 70 %: 142.9 WCU for the 1,000 s a million events take
+    assert m.lines["dynamodb_ingest"] == pytest.approx(100 / 0.7 * 1_000 / 3_600 * 0.00065)
 
 
 def test_item_size_follows_the_sizing_rules() -> None:

@@ -7,7 +7,8 @@ AWS pricing pages and their public summaries (looked up with the project's searc
 
 * Lambda x86: $0.0000166667 per GB-s (first tier) and $0.20 per million requests.
 * DynamoDB on-demand (after the November 2024 cut): $0.625 per million write request units,
-  $0.125 per million read request units.
+  $0.125 per million read request units. Provisioned: $0.00065 per WCU-hour, $0.00013 per
+  RCU-hour, sized here for the average rate at auto-scaling's 70 % target utilisation.
 * Kinesis Data Streams provisioned: $0.015 per shard-hour, $0.014 per million PUT payload
   units (25 KB each). On-demand: $0.04 per stream-hour, $0.08 per GB in, $0.04 per GB out
   (records rounded up to 1 KB).
@@ -34,6 +35,8 @@ PRICES: dict[str, float] = {
     "lambda_request": 0.20 / 1e6,
     "ddb_wru": 0.625 / 1e6,
     "ddb_rru": 0.125 / 1e6,
+    "ddb_wcu_hour": 0.00065,
+    "ddb_rcu_hour": 0.00013,
     "kinesis_shard_hour": 0.015,
     "kinesis_put_unit": 0.014 / 1e6,
     "kinesis_od_stream_hour": 0.04,
@@ -67,6 +70,9 @@ class Assumptions:
     record_bytes: int = 90  # the seed's UserEvent as JSON
     closer_schedule_per_minute: float = 1.0
     flink_kpus: int = 1  # the smallest job; +1 orchestration KPU is added
+    capacity: str = "on_demand"  # DynamoDB: "on_demand" or "provisioned"
+    # Provisioned capacity is kept this far above the average (auto-scaling's target).
+    provisioned_utilization: float = 0.7
 
 
 @dataclass(frozen=True)
@@ -145,10 +151,23 @@ def model(m: Measured, a: Assumptions, prices: dict[str, float] = PRICES) -> Cos
     closer_s = windows * m.closer_requests_per_window * a.ddb_latency_ms / 1_000
     out.lines["lambda_closer"] = (closer_runs * prices["lambda_request"]
                                   + closer_s * a.closer_memory_mb / 1_024 * prices["lambda_gb_s"])
-    out.lines["dynamodb_ingest"] = million * (m.ingest_wru_per_event * prices["ddb_wru"]
-                                              + m.ingest_rru_per_event * prices["ddb_rru"])
-    out.lines["dynamodb_closer"] = windows * (m.closer_wru_per_window * prices["ddb_wru"]
-                                              + m.closer_rru_per_window * prices["ddb_rru"])
+    if a.capacity == "provisioned":
+        # Capacity units held for the hours a million events take, at the average rate.
+        def held(units_per_event: float, price_per_hour: float) -> float:
+            per_s = a.rate * units_per_event / a.provisioned_utilization
+            return per_s * hours * price_per_hour
+
+        out.lines["dynamodb_ingest"] = (held(m.ingest_wru_per_event, prices["ddb_wcu_hour"])
+                                        + held(m.ingest_rru_per_event, prices["ddb_rcu_hour"]))
+        per_event = m.windows_per_event
+        out.lines["dynamodb_closer"] = (
+            held(per_event * m.closer_wru_per_window, prices["ddb_wcu_hour"])
+            + held(per_event * m.closer_rru_per_window, prices["ddb_rcu_hour"]))
+    else:
+        out.lines["dynamodb_ingest"] = million * (m.ingest_wru_per_event * prices["ddb_wru"]
+                                                  + m.ingest_rru_per_event * prices["ddb_rru"])
+        out.lines["dynamodb_closer"] = windows * (m.closer_wru_per_window * prices["ddb_wru"]
+                                                  + m.closer_rru_per_window * prices["ddb_rru"])
     # Source stream, both capacity modes (the totals use provisioned; on-demand is shown).
     shards = kinesis_shards(a.rate, a.record_bytes)
     out.lines["kinesis_provisioned"] = (shards * hours * prices["kinesis_shard_hour"]
@@ -185,4 +204,37 @@ def sweep(m_for_rate: Any, rates: list[float], base: Assumptions) -> list[CostMo
     for rate in rates:
         a = Assumptions(**{**asdict(base), "rate": rate})
         out.append(model(m_for_rate(rate), a))
+    return out
+
+
+def rates_table(
+    m_for: Any, rates: tuple[float, ...], latencies: tuple[int, ...], base: Assumptions,
+) -> list[dict[str, Any]]:
+    """`cost.rates`: per rate, mini-batch latency and DynamoDB capacity mode, tidegate's and
+    Flink's $ per million events and the write and read units per event behind them.
+    `m_for(rate, latency_s)` gives the measured inputs."""
+    out: list[dict[str, Any]] = []
+    for rate in rates:
+        for latency in latencies:
+            m = m_for(rate, latency)
+            for capacity in ("on_demand", "provisioned"):
+                a = Assumptions(**{**asdict(base), "rate": rate, "capacity": capacity})
+                c = model(m, a)
+                breakdown = {
+                    "lambda": c.lines["lambda_ingest"] + c.lines["lambda_closer"],
+                    "dynamodb": c.lines["dynamodb_ingest"] + c.lines["dynamodb_closer"],
+                    "kinesis": c.lines["kinesis_provisioned"] + c.lines["kinesis_sink_puts"],
+                }
+                out.append({
+                    "events_per_s": rate,
+                    "mini_batch_s": latency,
+                    "capacity": capacity,
+                    "tidegate_usd_per_million": round(sum(breakdown.values()), 4),
+                    "flink_usd_per_million": round(c.flink_total, 4),
+                    "ddb_write_units_per_event": round(
+                        m.ingest_wru_per_event + m.windows_per_event * m.closer_wru_per_window, 4),
+                    "ddb_read_units_per_event": round(
+                        m.ingest_rru_per_event + m.windows_per_event * m.closer_rru_per_window, 4),
+                    "breakdown": {k: round(v, 4) for k, v in breakdown.items()},
+                })
     return out

@@ -41,6 +41,7 @@ def drive(
     counter: RequestCounter,
     batch_size: int,
     run_closer: bool,
+    window_batches: int | None = None,
 ) -> LocalRun:
     """Run on the endpoint already set up (tidegate_dev.local.server.endpoint)."""
     deployment = deploy(pipeline, 1, f"-{uuid.uuid4().hex[:6]}")
@@ -50,7 +51,8 @@ def drive(
             with counter.phase_of("ingest"):
                 return ingest.handler(event, context)
 
-        esm = open_feed(deployment, lines, counted_ingest, batch_size)
+        esm = open_feed(deployment, lines, counted_ingest, batch_size,
+                        window_batches=window_batches)
         run = LocalRun(rounds=0, ingest_seconds=0.0)
         round_end = [0.0]
         flushing = [False]

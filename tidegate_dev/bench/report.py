@@ -17,7 +17,16 @@ from typing import Any
 
 from rich.table import Table
 
-from tidegate_dev.bench import close_path, coldstart, cost, ingest_cpu, peers, workload, writes
+from tidegate_dev.bench import (
+    close_path,
+    coldstart,
+    cost,
+    ingest_cpu,
+    mini_batch,
+    peers,
+    workload,
+    writes,
+)
 from tidegate_dev.bench.requests import RequestCounter
 from tidegate_dev.cli.console import err, out
 
@@ -33,13 +42,15 @@ class Config:
     build_layer: bool
     peer_events: int
     install_peers: bool
+    # Per-shard rates the mini-batch section runs a minute of (section 6).
+    mini_batch_rates: tuple[int, ...] = mini_batch.RATES
 
     @classmethod
     def of(cls, quick: bool, peers_enabled: bool = True) -> Config:
         if quick:
             return cls(cpu_events=10_000, cpu_repeats=1, write_events=1_000, close_events=2_000,
                        close_keys=50, import_runs=1, build_layer=False, peer_events=10_000,
-                       install_peers=False)
+                       install_peers=False, mini_batch_rates=mini_batch.RATES[:1])
         return cls(cpu_events=50_000, cpu_repeats=3, write_events=10_000, close_events=5_000,
                    close_keys=close_path.KEYS, import_runs=5, build_layer=True,
                    peer_events=20_000 if peers_enabled else 0, install_peers=peers_enabled)
@@ -86,6 +97,10 @@ def run(config: Config, rate: float, peers_enabled: bool = True) -> dict[str, An
         write_results = writes.measure(config.write_events, counter)
         err.print(f"[bold]close path[/]: {config.close_events:,} events on moto")
         close = close_path.measure(config.close_events, counter, config.close_keys)
+        rates = config.mini_batch_rates
+        err.print(f"[bold]mini-batch[/]: a minute of one shard at {', '.join(map(str, rates))}"
+                  " events/s, off and on, on moto")
+        folded = mini_batch.measure(counter, rates=rates)
 
     err.print("[bold]cold start[/]")
     cold = coldstart.measure(config.import_runs, config.build_layer)
@@ -109,8 +124,25 @@ def run(config: Config, rate: float, peers_enabled: bool = True) -> dict[str, An
 
     base = cost.Assumptions(rate=rate)
     costs = cost.sweep(measured_at, sorted({100.0, 1_000.0, 10_000.0, rate}), base)
+    by_shard_rate = {(w.rate, w.mini_batch_s): w for w in folded}
 
-    targets = _targets(cpu, peer_results, by_window, cold, close)
+    def measured_for(r: float, latency_s: int) -> cost.Measured:
+        # A shard takes at most 1,000 events/s: faster rates are that many such shards. The
+        # per-shard rate measured nearest below (a quick run measures only the lowest).
+        measured_rates = sorted({k for k, _ in by_shard_rate})
+        shard_rate = max([k for k in measured_rates if k <= min(r, 1_000)] or measured_rates[:1])
+        w = by_shard_rate[(shard_rate, latency_s)]
+        return cost.Measured(**{
+            **asdict(measured_at(r)),
+            "ingest_requests_per_event": w.requests / w.events,
+            "ingest_wru_per_event": w.wru_per_event,
+            "ingest_rru_per_event": w.rru_per_event,
+        })
+
+    cost_rates = cost.rates_table(measured_for, (100.0, 1_000.0, 10_000.0),
+                                  (0, mini_batch.LATENCY_S), base)
+
+    targets = _targets(cpu, peer_results, by_window, cold, close) + _cost_targets(cost_rates)
     return {
         "mode": "quick" if not config.build_layer else "full",
         "elapsed_s": round(time.perf_counter() - started, 1),
@@ -130,7 +162,9 @@ def run(config: Config, rate: float, peers_enabled: bool = True) -> dict[str, An
             "prices_date": cost.PRICES_DATE,
             "measured_inputs": asdict(measured),
             "by_rate": [c.as_dict() for c in costs],
+            "rates": cost_rates,
         },
+        "mini_batch": [w.as_dict() for w in folded],
     }
 
 
@@ -164,6 +198,25 @@ def _targets(
         targets.append(Target(f"import {module}", ms, 250, "<=", "ms"))
     targets.append(Target("result latency p50",
                           close_path.percentile(close.latencies_s, 0.5), 2.0, "<=", "s"))
+    return targets
+
+
+def _cost_targets(rates: list[dict[str, Any]]) -> list[Target]:
+    """The cost issue's targets, on-demand with 60 s mini-batch: $ per million events
+    against Flink's minimum, and DynamoDB write units per event."""
+    row = {(r["events_per_s"], r["mini_batch_s"], r["capacity"]): r for r in rates}
+    on = {rate: row.get((rate, mini_batch.LATENCY_S, "on_demand")) for rate in (100.0, 1_000.0,
+                                                                                 10_000.0)}
+    targets = []
+    for rate, bound in ((100.0, 1 / 3), (1_000.0, 1.0), (10_000.0, 2.0)):
+        r = on[rate]
+        ratio = None if r is None else r["tidegate_usd_per_million"] / r["flink_usd_per_million"]
+        targets.append(Target(f"$ vs Flink min, {rate:,.0f} events/s, mini-batch 60s", ratio,
+                              bound, "<=", "x"))
+    r = on[1_000.0]
+    targets.append(Target("DynamoDB WRU/event, 1,000 events/s, mini-batch 60s",
+                          None if r is None else r["ddb_write_units_per_event"], 0.05, "<=",
+                          "WRU"))
     return targets
 
 
@@ -265,6 +318,32 @@ def render(report: dict[str, Any]) -> None:
             f"{row['tidegate_total_provisioned_kinesis']:.3f}",
             f"{row['flink_minimum_plus_kinesis']:.3f}",
         )
+    out.print(table)
+
+    table = Table(title="6. mini-batch: ingest DynamoDB units per event, one shard for a minute",
+                  caption="off: every batch writes its key-panes; on: each key-pane once per "
+                          "60 s window of the event source mapping")
+    for col in ("events/s", "mini-batch", "events", "writes", "WRU/event", "RRU/event"):
+        table.add_column(col, justify="right")
+    for w in report["mini_batch"]:
+        table.add_row(_n(w["rate"]), f"{w['mini_batch_s']} s" if w["mini_batch_s"] else "off",
+                      _n(w["events"]), _n(w["writes"]), f"{w['wru_per_event']:.3f}",
+                      f"{w['rru_per_event']:.3f}")
+    out.print(table)
+
+    table = Table(title="7. cost.rates: $ per million events, tidegate beside Flink's minimum",
+                  caption="measured request and byte counts; DynamoDB on-demand or provisioned "
+                          "at 70 % utilisation; WRU/RRU: ingest and closing per event")
+    for col in ("events/s", "mini-batch", "DynamoDB", "tidegate", "Flink min", "WRU/event",
+                "RRU/event"):
+        table.add_column(col, justify="right")
+    for r in c["rates"]:
+        table.add_row(_n(r["events_per_s"]), f"{r['mini_batch_s']} s" if r["mini_batch_s"]
+                      else "off", r["capacity"].replace("_", "-"),
+                      f"{r['tidegate_usd_per_million']:.3f}",
+                      f"{r['flink_usd_per_million']:.3f}",
+                      f"{r['ddb_write_units_per_event']:.3f}",
+                      f"{r['ddb_read_units_per_event']:.3f}")
     out.print(table)
 
     table = Table(title=f"targets ({report['mode']} run, {report['elapsed_s']} s)")
