@@ -171,7 +171,23 @@ def versions(run: Recorder) -> None:
     run("expire_items", "A#p#v2#", "M#p#v2", 20)  # not lower than before: none
 
 
+def bundles(run: Recorder) -> None:
+    bundle = {"PK": "B#p#v1#P#0", "SK": "shard-0#05#0000", "data": b"\x78\x9c\x03\x00",
+              "n": 3, "expire_at": 99}
+    run("write_bundles", [bundle], META, WM0, "05", 7, 1, "BUNDLED", [0, 10])
+    run("write_bundles", [bundle], META, WM0, "05", 7, 2, "BUNDLED", [0])  # retried: lost
+    run("write_bundles", [{**bundle, "SK": "shard-0#04#0000"}], META, WM0, "04", 6, 3,
+        "BUNDLED", [20])  # behind the position: lost, and no bundle left behind
+    run("write_bundles", [{**bundle, "SK": "shard-0#06#0000"}], META, WM0, "06", 9, 4,
+        "BUNDLED", [20])
+    run("advance_bundle_progress", META, "BUNDLED", 10, 5, [0])  # expected none: lost
+    run("advance_bundle_progress", META, "BUNDLED", 10, None, [0])
+    run("advance_bundle_progress", META, "BUNDLED", 30, 10, [10, 20])  # the set empties
+    run("get", META, "BUNDLED")
+
+
 SCRIPTS: dict[str, tuple[Callable[[Recorder], None], tuple[str, ...]]] = {
+    "bundles": (bundles, (META, "B#p#v1#P#0")),
     "groups_and_panes": (groups_and_panes, (PK_A, PK_B)),
     "watermarks": (watermarks, (META,)),
     "results": (results, (PK_A,)),

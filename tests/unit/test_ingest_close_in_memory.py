@@ -13,6 +13,7 @@ from tests.support import BASE_MS, kinesis_event, line, pipeline_spec, seq
 from tidegate import sources
 from tidegate.aggregates.accumulators import AccumulatorSet
 from tidegate.aggregates.registry import build_aggregates
+from tidegate.bundle_closer import BundleCloser
 from tidegate.closer import EMITTED, CloseOutcome, PaneCloser
 from tidegate.errors import ConditionFailedError
 from tidegate.ingest import BatchOutcome, Ingestor
@@ -88,7 +89,7 @@ class Harness:
         batch = sources.records_of(kinesis_event(records, ARN, arrival_s=NOW / 1000))
         return self.ingestor.process(batch)
 
-    def closer(self) -> PaneCloser | SessionCloser:
+    def closer(self) -> PaneCloser | SessionCloser | BundleCloser:
         """A closer of its own (two calls: two closers racing on the same state)."""
         common: dict[str, Any] = dict(
             pipeline=self.pipeline, accumulators=self.accumulators, store=self.store,
@@ -97,6 +98,8 @@ class Harness:
         )
         if isinstance(self.windows, SessionState):
             return SessionCloser(sessions=self.windows, **common)
+        if self.pipeline.mini_batch.allow_latency:
+            return BundleCloser(assigner=self.windows.assigner, **common)
         return PaneCloser(assigner=self.windows.assigner, **common)
 
     def close(self, flush: bool = False) -> CloseOutcome:

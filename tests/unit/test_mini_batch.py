@@ -10,7 +10,7 @@ import pytest
 
 from tests.support import kinesis_event, line, seq
 from tests.unit.test_ingest_close_in_memory import ARN, NOW, Harness, _pipeline, _published
-from tidegate import mini_batch, sources
+from tidegate import bundles, mini_batch, sources
 from tidegate.ingest import BatchOutcome
 from tidegate.mini_batch import Buffer, Partial
 from tidegate.watermark import WatermarkStore
@@ -45,8 +45,14 @@ def _harness(**overrides: Any) -> Harness:
     return Harness(_pipeline(TUMBLING, mini_batch={"allow_latency": "30s"}, **overrides))
 
 
-def _pane_items(h: Harness) -> dict[str, Any]:
-    return {f"{pk} {sk}": item for (pk, sk), item in h.store.items.items() if sk.startswith("P#")}
+def _bundled(h: Harness) -> dict[str, int]:
+    """Events in bundles, by key."""
+    counts: dict[str, int] = {}
+    for (pk, _), item in h.store.items.items():
+        if pk.startswith("B#"):
+            for row in bundles.rows_of(item):
+                counts[row.key] = counts.get(row.key, 0) + row.n
+    return counts
 
 
 def test_the_state_round_trips_partials_marks_and_decimals() -> None:
@@ -69,14 +75,14 @@ def test_batches_are_folded_and_written_once_at_the_end_of_the_window() -> None:
     first = shard.invoke([("a", B + 1_000, 1), ("b", B + 2_000, 5)])
     second = shard.invoke([("a", B + 3_000, 2)])
     assert (first.buffered, second.buffered, first.aggregated) == (2, 1, 0)
-    assert _pane_items(h) == {}
+    assert _bundled(h) == {}
 
     # WHEN the window's final invocation comes
     final = shard.end_window()
 
-    # THEN one item per key-pane, with every event, and the state is handed back empty
-    assert (final.aggregated, final.groups_written, shard.state) == (3, 2, {})
-    assert sorted(int(i["n"]) for i in _pane_items(h).values()) == [1, 2]
+    # THEN one bundle holds both keys' partials, and the state is handed back empty
+    assert (final.aggregated, final.groups_written, shard.state) == (3, 1, {})
+    assert _bundled(h) == {'["a"]': 2, '["b"]': 1}
     assert _published(h.close(flush=True).results) == {
         ("a", 0, 10_000): {"n": 2, "total": 3}, ("b", 0, 10_000): {"n": 1, "total": 5}}
 
@@ -96,11 +102,10 @@ def test_a_redelivered_record_is_folded_once_and_a_retried_flush_writes_nothing_
     shard.state = state
     retried = shard.end_window()
 
-    # THEN nothing more was written, and the pane holds each event once
+    # THEN nothing more was written, and the bundles hold each event once
     assert (retried.aggregated, retried.groups_written) == (0, 0)
     assert h.store.items == written
-    (item,) = _pane_items(h).values()
-    assert int(item["n"]) == 2
+    assert _bundled(h) == {'["a"]': 2}
 
 
 def test_records_already_written_by_an_earlier_window_are_skipped() -> None:
@@ -115,8 +120,7 @@ def test_records_already_written_by_an_earlier_window_are_skipped() -> None:
 
     # THEN it counts as a duplicate
     assert outcome.duplicates_skipped == 1
-    (item,) = _pane_items(h).values()
-    assert int(item["n"]) == 1
+    assert _bundled(h) == {'["a"]': 1}
 
 
 def test_the_shard_watermark_moves_only_when_its_partials_are_written() -> None:

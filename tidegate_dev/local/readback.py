@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from tidegate.aws import client
+from tidegate.bundles import bundle_pk
 from tidegate.state import keys
 from tidegate_dev.local.resources import LocalDeployment
 
@@ -66,20 +67,21 @@ def distinct_records(messages: list[str]) -> dict[tuple[str, str], dict[str, Any
 
 
 def aggregated_count(deployment: LocalDeployment) -> int:
-    """Events held in state, each counted once: in its pane, or in its session (open, or
-    closed into a session result item)."""
+    """Events held in state, each counted once: in its pane, in its session (open, or
+    closed into a session result item), or in a mini-batch bundle."""
     pipeline = deployment.pipeline
     prefix = keys.key_pk(pipeline.name, pipeline.state_version, "")
+    bundled = bundle_pk(pipeline.name, pipeline.state_version, 0).rsplit("#P#", 1)[0] + "#"
     ddb = client("dynamodb")
     total = 0
     kwargs: dict[str, Any] = {
         "TableName": deployment.table,
-        "FilterExpression": "begins_with(PK, :pk) AND "
-        "(begins_with(SK, :p) OR SK = :open OR #session = :yes)",
+        "FilterExpression": "(begins_with(PK, :pk) AND "
+        "(begins_with(SK, :p) OR SK = :open OR #session = :yes)) OR begins_with(PK, :b)",
         "ExpressionAttributeNames": {"#session": "session"},
         "ExpressionAttributeValues": {
             ":pk": {"S": prefix}, ":p": {"S": "P#"}, ":open": {"S": "S#open"},
-            ":yes": {"BOOL": True},
+            ":yes": {"BOOL": True}, ":b": {"S": bundled},
         },
         "ProjectionExpression": "n",
     }

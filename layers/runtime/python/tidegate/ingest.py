@@ -29,7 +29,7 @@ from tidegate.gc_pause import collector_paused
 from tidegate.in_flight import each_in_flight
 from tidegate.rejections import LATE
 from tidegate.schemas.decode import DecodedBatch, JsonDecoder
-from tidegate.sources.records import SourceRecord, batch_of
+from tidegate.sources.records import RecordBatch, SourceRecord, batch_of
 from tidegate.spec import Pipeline
 from tidegate.state.keys import POSITION_WIDTH
 from tidegate.state.protocol import Group, Verdict, WindowState
@@ -108,7 +108,23 @@ class Ingestor:
         and the rest of the batch is reported failed before the function would time out."""
         budget_s = None if time_left_ms is None else (time_left_ms() - _REPORT_MS) / 1000
         with retry_budget(budget_s), collector_paused():
+            if self.pipeline.mini_batch.allow_latency:
+                return self._process_folded(records)
             return self._process(records, time_left_ms)
+
+    def _process_folded(self, records: Sequence[SourceRecord]) -> BatchOutcome:
+        """`mini_batch` without the mapping's tumbling window (Kafka, a replay): each
+        partition's records folded and written at once, as bundles."""
+        from tidegate.mini_batch import MiniBatch
+
+        outcome = BatchOutcome(records=len(records))
+        by_partition: dict[str, list[SourceRecord]] = {}
+        for record in records:
+            by_partition.setdefault(record.partition, []).append(record)
+        folder = MiniBatch(self)
+        for _, part in sorted(by_partition.items()):
+            folder.process(RecordBatch(part), None, True, outcome)
+        return outcome
 
     def _process(
         self, records: Sequence[SourceRecord], time_left_ms: Callable[[], int] | None

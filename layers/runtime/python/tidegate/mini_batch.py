@@ -32,19 +32,17 @@ What stays exact:
 from __future__ import annotations
 
 import base64
-import json
-import zlib
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from tidegate import bundles
 from tidegate.dlq import dead_letter
-from tidegate.errors import ConditionFailedError, OutputRefusedError, TooManyConflictsError
-from tidegate.in_flight import each_in_flight
+from tidegate.errors import OutputRefusedError, TransactionConflictError
 from tidegate.rejections import LATE
 from tidegate.sources.records import SourceBatch
+from tidegate.state import keys
 from tidegate.state.keys import POSITION_WIDTH
-from tidegate.watermark import MIN_WATERMARK
+from tidegate.watermark import MIN_WATERMARK, WatermarkState
 from tidegate.windows.panes import PaneState
 
 if TYPE_CHECKING:
@@ -54,7 +52,6 @@ if TYPE_CHECKING:
 FLUSH_STATE_BYTES = 800_000
 _STATE_KEY = "tg"
 _FORMAT = 1
-_MAX_CONFLICT_RETRIES = 8
 
 
 @dataclass
@@ -85,15 +82,14 @@ class Buffer:
             "partials": [[k, pane, p.n, p.tmin, p.tmax, p.acc]
                          for (k, pane), p in self.partials.items()],
         }
-        raw = json.dumps(doc, separators=(",", ":"), default=_tagged).encode("utf-8")
-        return {_STATE_KEY: base64.b64encode(zlib.compress(raw, 6)).decode("ascii")}
+        return {_STATE_KEY: base64.b64encode(bundles.dumps(doc)).decode("ascii")}
 
     @classmethod
     def decode(cls, state: dict[str, Any] | None) -> Buffer:
         text = (state or {}).get(_STATE_KEY)
         if not text:
             return cls()
-        doc = json.loads(zlib.decompress(base64.b64decode(text)), object_hook=_untagged)
+        doc = bundles.loads(base64.b64decode(text))
         if doc.get("v") != _FORMAT:
             raise ValueError(f"mini-batch state format {doc.get('v')!r} is not {_FORMAT}")
         return cls(
@@ -102,23 +98,6 @@ class Buffer:
             partials={(k, int(pane)): Partial(acc, int(n), int(tmin), int(tmax))
                       for k, pane, n, tmin, tmax, acc in doc["partials"]},
         )
-
-
-# Accumulators may hold Decimals (exact sums, values as DynamoDB returns them): JSON has no
-# such type, so they travel tagged and come back as the same Decimal.
-_DECIMAL_TAG = "$dec"
-
-
-def _tagged(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return {_DECIMAL_TAG: str(value)}
-    raise TypeError(f"{type(value).__name__} cannot be kept in mini-batch state")
-
-
-def _untagged(obj: dict[str, Any]) -> Any:
-    if len(obj) == 1 and _DECIMAL_TAG in obj:
-        return Decimal(obj[_DECIMAL_TAG])
-    return obj
 
 
 def is_window_event(event: dict[str, Any]) -> bool:
@@ -152,22 +131,43 @@ class MiniBatch:
             now, spec.idle_timeout, ingest.expected_partitions(), spec.advance_when_idle
         )
         outcome.watermark = watermark
+        self._forget_written(buffer, marks, now)
         if records:
             self._fold(records, buffer, marks, watermark, now, outcome)
         if final or (buffer.partials and len(buffer.encode()[_STATE_KEY]) > FLUSH_STATE_BYTES):
-            self._flush(buffer, watermark, now, outcome)
+            self._flush(buffer, marks, watermark, now, outcome)
             if final:
                 return {}
         return buffer.encode()
 
+    def _forget_written(self, buffer: Buffer, marks: WatermarkState, now: int) -> None:
+        """A buffer whose flush committed but whose invocation then failed comes back with
+        the retry (Lambda hands back the last state it got): the partition's position says
+        it was written, and the watermark catches up with what that flush held."""
+        for partition, folded in buffer.through.items():
+            mark = marks.partitions.get(partition)
+            if mark is None or mark.position is None:
+                continue
+            if mark.position >= folded.zfill(POSITION_WIDTH):
+                buffer.partials.clear()
+                buffer.top.clear()
+            top = mark.flushed_top
+            delay = self.ingest.pipeline.watermark.delay
+            if top is not None and top - delay > mark.watermark:
+                self.ingest.watermarks.advance_partition(partition, top - delay, top, now)
+
     # -- folding ---------------------------------------------------------------------------
     def _fold(
-        self, records: SourceBatch, buffer: Buffer, marks: Any, watermark: int, now: int,
+        self, records: SourceBatch, buffer: Buffer, marks: WatermarkState, watermark: int,
+        now: int,
         outcome: BatchOutcome,
     ) -> None:
         ingest = self.ingest
         batch = ingest.decoder.decode_batch(records)
         columns = batch.columns
+        if len(set(buffer.through) | set(columns.partitions)) > 1:
+            # The mapping keeps a tumbling window's state per shard.
+            raise ValueError("a mini-batch buffer holds the records of one partition")
         # Folded before: at or below what this buffer folded or what was written.
         seen: dict[str, str] = {}
         for partition in set(columns.partitions):
@@ -239,65 +239,65 @@ class MiniBatch:
             ingest.watermarks.touch_partition(partition, now)
 
     # -- writing ---------------------------------------------------------------------------
-    def _flush(self, buffer: Buffer, watermark: int, now: int, outcome: BatchOutcome) -> None:
+    def _flush(
+        self, buffer: Buffer, marks: WatermarkState, watermark: int, now: int,
+        outcome: BatchOutcome,
+    ) -> None:
+        """Write the buffer as bundles, one transaction per partition (a buffer holds one:
+        the shard's), then let the partition's watermark pass what was written."""
         ingest = self.ingest
-        entries = list(buffer.partials.items())
-        located = [(self.windows.item_of(key, pane), key, partial)
-                   for (key, pane), partial in entries]
-        items = ingest.store.batch_get([at for at, _, _ in located]) if located else {}
-        through = {p: m.zfill(POSITION_WIDTH) for p, m in buffer.through.items()}
-
-        def write(entry: tuple[tuple[str, str], str, Partial]) -> str:
-            at, key, partial = entry
-            return self._write_partial(at, key, partial, items.get(at), through, watermark)
-
-        verdicts = each_in_flight(located, write, ingest.write_concurrency)
-        late: list[tuple[str, int, Partial]] = []
-        for (_, key, partial), verdict in zip(located, verdicts, strict=True):
-            if verdict == "written":
-                outcome.aggregated += partial.n
-                outcome.groups_written += 1
-            elif verdict == "late":
-                late.append((key, partial.tmin, partial))
-        if late:
-            self._send_late_partials(late, watermark)
-            outcome.late += sum(p.n for _, _, p in late)
-        # Written: now the shard's watermark may pass the partials' windows.
-        delay = ingest.pipeline.watermark.delay
-        for partition, mark in sorted(through.items()):
+        pipeline = ingest.pipeline
+        delay = pipeline.watermark.delay
+        for partition, folded in sorted(buffer.through.items()):
+            through = folded.zfill(POSITION_WIDTH)
+            own = marks.partitions.get(partition)
+            # The windows a partial may still join: those not final at the shard's own
+            # watermark, which the pipeline watermark has not passed (it is held there).
+            judge_at = max(watermark, own.watermark if own else MIN_WATERMARK)
+            rows: dict[int, list[bundles.Row]] = {}
+            late: list[tuple[str, Partial]] = []
+            for (key, pane), partial in sorted(buffer.partials.items()):
+                first_ws = self.windows.first_open_window(pane, judge_at)
+                if first_ws is None:
+                    late.append((key, partial))
+                    continue
+                rows.setdefault(pane, []).append(bundles.Row(
+                    key, partial.n, partial.tmin, partial.tmax, first_ws, partial.acc))
+            expire_at = now // 1000 + max(
+                bundles.BUNDLE_RETENTION_S,
+                (self.windows.assigner.size_ms + pipeline.allowed_lateness) // 1000 + 86_400)
+            items = [
+                item
+                for pane, pane_rows in sorted(rows.items())
+                for item in bundles.bundle_items(
+                    bundles.bundle_pk(pipeline.name, pipeline.state_version, pane),
+                    partition, through, pane_rows, expire_at)
+            ]
             top = buffer.top.get(partition)
-            if top is None:
-                ingest.watermarks.touch_partition(partition, now, position=mark)
+            try:
+                ingest.store.write_bundles(
+                    items, ingest.watermarks.pk, keys.watermark_sk(partition), through,
+                    MIN_WATERMARK if top is None else top, now, bundles.BUNDLED_SK,
+                    sorted(rows))
+            except TransactionConflictError:
+                # Written by an earlier attempt of this flush, which then failed: its
+                # position is taken, and nothing more is written.
+                outcome.duplicates_skipped += sum(p.n for p in buffer.partials.values())
             else:
-                ingest.watermarks.advance_partition(partition, top - delay, top, now, mark)
+                outcome.aggregated += sum(r.n for pane_rows in rows.values() for r in pane_rows)
+                outcome.groups_written += len(items)
+                if late:
+                    self._send_late_partials(late, judge_at)
+                    outcome.late += sum(p.n for _, p in late)
+            # Written: now the shard's watermark may pass the partials' windows.
+            if top is None:
+                ingest.watermarks.touch_partition(partition, now, position=through)
+            else:
+                ingest.watermarks.advance_partition(partition, top - delay, top, now, through)
         buffer.partials.clear()
         buffer.top.clear()
 
-    def _write_partial(
-        self, at: tuple[str, str], key: str, partial: Partial, item: dict[str, Any] | None,
-        through: dict[str, str], watermark: int,
-    ) -> str:
-        """"written", "duplicate" (a retried flush wrote it before) or "late"."""
-        store = self.ingest.store
-        for _ in range(_MAX_CONFLICT_RETRIES):
-            seen: dict[str, str] = item.get("hw", {}) if item else {}
-            if item and all(seen.get(p, "") >= m for p, m in through.items()):
-                return "duplicate"
-            new = self.windows.merged_partial(key, at[1], partial.acc, partial.n, partial.tmin,
-                                              partial.tmax, item, watermark)
-            if new is None:
-                return "late"
-            new["hw"] = {**seen, **through}
-            try:
-                store.write_group(new, int(item["ver"]) if item else None)
-                return "written"
-            except ConditionFailedError:
-                item = store.get(*at)  # the closer froze a window since: judge again
-        raise TooManyConflictsError(f"item {at[0]} {at[1]}: too many write conflicts")
-
-    def _send_late_partials(
-        self, late: list[tuple[str, int, Partial]], watermark: int
-    ) -> None:
+    def _send_late_partials(self, late: list[tuple[str, Partial]], watermark: int) -> None:
         """Partials whose every window closed before they were written (only when a shard
         was taken for idle while it held them): not one event lost without a trace."""
         name = self.ingest.pipeline.name
@@ -306,13 +306,13 @@ class MiniBatch:
                 "pipeline": name,
                 "reason": LATE,
                 "detail": f"a mini-batch partial of {p.n} events (event times {p.tmin}.."
-                          f"{p.tmax}) was written after its windows were final at watermark "
-                          f"{watermark}",
+                          f"{p.tmax}) reached state after every window of it was final at "
+                          f"watermark {watermark}",
                 "key": key,
                 "events": p.n,
                 "event_time_ms": p.tmin,
             }
-            for key, _, p in late
+            for key, p in late
         ]
         if self.ingest.late_output.send(messages):
             raise OutputRefusedError("late output refused some partials")

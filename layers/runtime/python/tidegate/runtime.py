@@ -26,6 +26,7 @@ from tidegate.windows.panes import PaneState
 from tidegate.windows.session import SessionState
 
 if TYPE_CHECKING:
+    from tidegate.bundle_closer import BundleCloser
     from tidegate.closer import PaneCloser
     from tidegate.ingest import Ingestor
     from tidegate.partitions import KinesisPartitions, StaticPartitions
@@ -160,7 +161,8 @@ class Runtime:
             )
         return int(value)
 
-    def closer(self) -> PaneCloser | SessionCloser:
+    def closer(self) -> PaneCloser | SessionCloser | BundleCloser:
+        from tidegate.bundle_closer import BundleCloser
         from tidegate.closer import PaneCloser
         from tidegate.session_closer import SessionCloser
         from tidegate.sinks import sink_for
@@ -176,9 +178,11 @@ class Runtime:
             retention_s=self.retention_s,
         )
         state = self.window_state
-        closer: PaneCloser | SessionCloser
+        closer: PaneCloser | SessionCloser | BundleCloser
         if isinstance(state, SessionState):  # the kind's own closing
             closer = SessionCloser(sessions=state, **common)
+        elif self.pipeline.mini_batch.allow_latency:
+            closer = BundleCloser(assigner=state.assigner, **common)  # state by the kilobyte
         else:
             closer = PaneCloser(assigner=state.assigner, **common)
         closer.concurrency = self.write_concurrency

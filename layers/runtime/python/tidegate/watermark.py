@@ -29,6 +29,8 @@ class PartitionMark:
     pending_ms: int | None = None
     # The position mark this state version has written the partition through (`pos`).
     position: str | None = None
+    # The highest event time of the last mini-batch flush (tidegate/mini_batch.py).
+    flushed_top: int | None = None
 
 
 @dataclass(slots=True)
@@ -84,6 +86,7 @@ class WatermarkStore:
                     int(item["last_seen"]),
                     None if pending is None else int(pending),
                     None if item.get("pos") is None else str(item["pos"]),
+                    None if item.get("ftop") is None else int(item["ftop"]),
                 )
         return state
 

@@ -344,6 +344,47 @@ class DynamoStore:
         }})
         self._transact(operations, f"{pk}: sessions changed while closing")
 
+    # -- mini-batch bundles --------------------------------------------------------------
+    def write_bundles(
+        self, bundles: list[Item], meta_pk: str, partition_sk: str, through: str, top: int,
+        now_ms: int, panes_sk: str, panes: list[int],
+    ) -> None:
+        operations: list[dict[str, Any]] = [
+            {"Put": {"TableName": self.table, "Item": self._to_item(bundle),
+                     "ConditionExpression": "attribute_not_exists(#pk)",
+                     "ExpressionAttributeNames": {"#pk": PK}}}
+            for bundle in bundles
+        ]
+        operations.append({"Update": {
+            "TableName": self.table, "Key": self._key(meta_pk, partition_sk),
+            "UpdateExpression": "SET pos = :pos, ftop = :top, last_seen = :now",
+            "ConditionExpression": "attribute_not_exists(pos) OR pos < :pos",
+            "ExpressionAttributeValues": self._values(
+                {":pos": through, ":top": top, ":now": now_ms}),
+        }})
+        if panes:
+            operations.append({"Update": {
+                "TableName": self.table, "Key": self._key(meta_pk, panes_sk),
+                "UpdateExpression": "ADD panes :p",
+                "ExpressionAttributeValues": self._values({":p": set(panes)}),
+            }})
+        self._transact(operations, f"{meta_pk} {partition_sk}: flushed through {through} already")
+
+    def advance_bundle_progress(
+        self, pk: str, sk: str, closed_through: int, expected: int | None, done: list[int],
+    ) -> None:
+        values: dict[str, Any] = {":t": closed_through}
+        expression = "SET closed = :t"
+        if done:
+            expression += " DELETE panes :done"
+            values[":done"] = set(done)
+        if expected is None:
+            condition = "attribute_not_exists(closed)"
+        else:
+            condition = "closed = :e"
+            values[":e"] = expected
+        self._update(pk, sk, expression, condition, values=values)
+
     # -- state versions ------------------------------------------------------------------
     def switch_active_version(
         self, pk: str, sk: str, from_version: int, to_version: int,

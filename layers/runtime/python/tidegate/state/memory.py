@@ -223,6 +223,44 @@ class MemoryStore:
         )
 
     # -- sessions ------------------------------------------------------------------------
+    def write_bundles(
+        self, bundles: list[Item], meta_pk: str, partition_sk: str, through: str, top: int,
+        now_ms: int, panes_sk: str, panes: list[int],
+    ) -> None:
+        with self._lock:
+            mark = self.items.get((meta_pk, partition_sk)) or {}
+            if any((b[PK], b[SK]) in self.items for b in bundles) or (
+                "pos" in mark and not mark["pos"] < through
+            ):
+                raise TransactionConflictError(
+                    f"{meta_pk} {partition_sk}: flushed through {through} already")
+            for bundle in bundles:
+                self.items[(bundle[PK], bundle[SK])] = _without_none(bundle)
+            self.items[(meta_pk, partition_sk)] = {
+                PK: meta_pk, SK: partition_sk, **mark, "pos": through, "ftop": top,
+                "last_seen": now_ms}
+            if panes:
+                held = self.items.get((meta_pk, panes_sk)) or {PK: meta_pk, SK: panes_sk}
+                self.items[(meta_pk, panes_sk)] = {
+                    **held, "panes": set(held.get("panes", set())) | set(panes)}
+
+    def advance_bundle_progress(
+        self, pk: str, sk: str, closed_through: int, expected: int | None, done: list[int],
+    ) -> None:
+        def holds(item: Item) -> bool:
+            if expected is None:
+                return "closed" not in item
+            return _number(item.get("closed")) == expected
+
+        def change(item: Item) -> None:
+            left = set(item.get("panes", set())) - set(done)
+            if left:
+                item["panes"] = left
+            else:
+                item.pop("panes", None)  # DynamoDB drops an emptied set
+
+        self._update(pk, sk, holds, {"closed": closed_through}, change=change)
+
     def close_sessions(
         self, pk: str, sk: str, expected_version: int, results: list[Item],
         remaining: list[dict[str, Any]], remaining_n: int, next_check_at: int | None,

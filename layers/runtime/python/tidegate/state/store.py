@@ -148,6 +148,26 @@ class StateStore(Protocol):
         the index) if its `ver` is still `expected_version`. Raises TransactionConflictError."""
         ...
 
+    # -- mini-batch bundles (tidegate/bundles.py) --------------------------------------
+    def write_bundles(
+        self, bundles: list[Item], meta_pk: str, partition_sk: str, through: str, top: int,
+        now_ms: int, panes_sk: str, panes: list[int],
+    ) -> None:
+        """In one transaction: create each bundle (written once), move the partition's
+        written-through position (`pos`) to `through` and record the flush's highest event
+        time (`ftop`), and add `panes` to the set of panes holding bundles. Raises
+        TransactionConflictError, changing nothing, when the position is already at or past
+        `through` or a bundle exists (a retried flush)."""
+        ...
+
+    def advance_bundle_progress(
+        self, pk: str, sk: str, closed_through: int, expected: int | None, done: list[int],
+    ) -> None:
+        """The bundle closer's progress: windows ending at or before `closed_through` are
+        published; `done` leave the set of panes. ConditionFailedError when the stored
+        progress is no longer `expected` (None: none stored): another closer got there."""
+        ...
+
     # -- state versions ------------------------------------------------------------------
     def switch_active_version(
         self, pk: str, sk: str, from_version: int, to_version: int,

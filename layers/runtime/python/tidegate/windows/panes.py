@@ -122,6 +122,12 @@ class PaneState:
         new["hw"] = marks
         return Verdict(new, expected, fresh, [], duplicates)
 
+    def first_open_window(self, pane: int, watermark: int) -> int | None:
+        """The start of the pane's first window not final at `watermark`; None when every
+        window of the pane is."""
+        last_ws, first_unfinal = self._pane_bounds(keys.pane_sk(pane), watermark)
+        return None if first_unfinal > last_ws else first_unfinal
+
     def all_final(self, sk: str, watermark: int) -> bool:
         """Every window of the pane is final at `watermark`: its events are late."""
         last_ws, first_unfinal = self._bounds.get((sk, watermark)) or self._pane_bounds(
