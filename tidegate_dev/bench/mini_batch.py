@@ -1,6 +1,6 @@
-"""Section 6: the ingest's DynamoDB writes per event with `mini_batch` off and on (60 s),
-counted at the boto3 level while the real handler runs through the local event source
-mapping on moto.
+"""Section 6: DynamoDB units per event, ingest and closing, with `mini_batch` off and on
+(60 s), counted at the boto3 level while the real handlers run through the local event
+source mapping on moto (the closer after every round, as the runner does).
 
 One shard at 100 and at 1,000 events/s: a batch is one second of events (the mapping's
 1-second batching window), and with mini-batch the mapping's tumbling window ends after 60
@@ -33,6 +33,10 @@ class MiniBatchWrites:
     write_units: int
     read_units: int
     requests: int
+    windows_closed: int = 0
+    closer_write_units: int = 0
+    closer_read_units: int = 0
+    closer_requests: int = 0
 
     @property
     def wru_per_event(self) -> float:
@@ -43,9 +47,14 @@ class MiniBatchWrites:
         return self.read_units / self.events
 
     def as_dict(self) -> dict[str, Any]:
+        windows = max(1, self.windows_closed)
         return {**asdict(self), "wru_per_event": round(self.wru_per_event, 4),
                 "rru_per_event": round(self.rru_per_event, 4),
-                "requests_per_event": round(self.requests / self.events, 4)}
+                "requests_per_event": round(self.requests / self.events, 4),
+                "closer_wru_per_window": round(self.closer_write_units / windows, 4),
+                "closer_rru_per_window": round(self.closer_read_units / windows, 4),
+                "total_wru_per_event": round(
+                    (self.write_units + self.closer_write_units) / self.events, 4)}
 
 
 def pipeline(latency_s: int) -> Pipeline:
@@ -66,7 +75,7 @@ def measure(counter: RequestCounter, minutes: int = 1,
                                   spacing_ms=1_000 / rate).lines()
         for latency_s in (0, LATENCY_S):
             counter.clear()
-            run = drive(pipeline(latency_s), lines, counter, batch_size=rate, run_closer=False,
+            run = drive(pipeline(latency_s), lines, counter, batch_size=rate, run_closer=True,
                         window_batches=LATENCY_S if latency_s else None)
             out.append(MiniBatchWrites(
                 rate=rate, mini_batch_s=latency_s, events=len(lines),
@@ -75,5 +84,9 @@ def measure(counter: RequestCounter, minutes: int = 1,
                 write_units=counter.write_units["ingest"],
                 read_units=counter.read_units["ingest"],
                 requests=counter.count("ingest", "dynamodb"),
+                windows_closed=sum(r.windows_closed for r in run.closer_runs),
+                closer_write_units=counter.write_units["closer"],
+                closer_read_units=counter.read_units["closer"],
+                closer_requests=counter.count("closer", "dynamodb"),
             ))
     return out

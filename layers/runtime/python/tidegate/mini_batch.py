@@ -235,8 +235,12 @@ class MiniBatch:
                            if p == partition)
             if top_mark > buffer.through.get(partition, ""):
                 buffer.through[partition] = top_mark
-            # Alive, so the shard is not taken for idle while it holds partials.
-            ingest.watermarks.touch_partition(partition, now)
+            # Alive, so the shard is not taken for idle while it holds partials: a write
+            # when a quarter of the idle timeout has passed since the last, not per batch.
+            mark = marks.partitions.get(partition)
+            every = ingest.pipeline.watermark.idle_timeout // 4
+            if mark is None or now - mark.last_seen_ms >= every:
+                ingest.watermarks.touch_partition(partition, now)
 
     # -- writing ---------------------------------------------------------------------------
     def _flush(
