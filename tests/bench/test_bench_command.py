@@ -128,3 +128,26 @@ def test_item_size_follows_the_sizing_rules() -> None:
     assert item_size({"PK": {"S": "abc"}}) == 2 + 3
     assert item_size({"n": {"N": "12345"}}) == 1 + 4
     assert item_size({"m": {"M": {"a": {"BOOL": True}}}}) == 1 + 3 + 1 + 1 + 1
+
+
+def test_crossover_is_where_a_variant_first_costs_as_much_as_flink() -> None:
+    def row(rate: float, ours: float, flink: float, latency: int = 60) -> dict[str, Any]:
+        return {"events_per_s": rate, "mini_batch_s": latency, "capacity": "on_demand",
+                "tidegate_usd_per_million": ours, "flink_usd_per_million": flink}
+
+    curve = [row(100, 1, 10), row(1_000, 2, 4), row(10_000, 3, 1),  # gap -2 to +2: 5,500
+             row(100, 1, 2, latency=0), row(1_000, 1, 2, latency=0)]  # never crosses
+
+    assert cost.crossovers(curve) == {"60s/on_demand": 5_500.0, "0s/on_demand": None}
+
+
+def test_the_cost_chart_is_drawn_from_the_report(bench_json: dict[str, Any],
+                                                 tmp_path: Any) -> None:
+    from tidegate_dev.bench.cost_chart import draw
+
+    path = tmp_path / "cost.png"
+    draw(bench_json["cost"], path)
+
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert set(bench_json["cost"]["crossover_events_per_s"]) == {
+        "0s/on_demand", "0s/provisioned", "60s/on_demand", "60s/provisioned"}

@@ -12,6 +12,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="events/s for the cost model (default 1000)")
     parser.add_argument("--no-peers", action="store_true",
                         help="skip Bytewax / Quix Streams (never installed with --quick)")
+    parser.add_argument("--cost-chart", metavar="PNG",
+                        help="also draw $ per million events against events/s (matplotlib)")
 
     sections = parser.add_subparsers(dest="bench_section", required=False)
     sim = sections.add_parser(

@@ -238,3 +238,31 @@ def rates_table(
                     "breakdown": {k: round(v, 4) for k, v in breakdown.items()},
                 })
     return out
+
+
+CURVE_RATES = tuple(round(50 * (400 ** (i / 24))) for i in range(25))  # 50 .. 20,000 events/s
+
+
+def crossovers(curve: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Per tidegate variant (`<mini-batch s>s/<capacity>`), the lowest rate from which it costs
+    at least Flink's minimum (None: cheaper over the whole curve), interpolated between the
+    curve's rates."""
+    by_variant: dict[str, list[dict[str, Any]]] = {}
+    for row in curve:
+        by_variant.setdefault(f"{row['mini_batch_s']}s/{row['capacity']}", []).append(row)
+    out: dict[str, float | None] = {}
+    for variant, rows in by_variant.items():
+        rows.sort(key=lambda r: r["events_per_s"])
+        out[variant] = None
+        previous = None
+        for row in rows:
+            gap = row["tidegate_usd_per_million"] - row["flink_usd_per_million"]
+            if gap >= 0:
+                if previous is None:
+                    out[variant] = row["events_per_s"]
+                else:
+                    (r0, g0), r1 = previous, row["events_per_s"]
+                    out[variant] = round(r0 + (r1 - r0) * (-g0) / (gap - g0), 1)
+                break
+            previous = (row["events_per_s"], gap)
+    return out

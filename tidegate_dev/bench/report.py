@@ -145,6 +145,8 @@ def run(config: Config, rate: float, peers_enabled: bool = True) -> dict[str, An
 
     cost_rates = cost.rates_table(measured_for, (100.0, 1_000.0, 10_000.0),
                                   (0, mini_batch.LATENCY_S), base)
+    curve = cost.rates_table(measured_for, tuple(map(float, cost.CURVE_RATES)),
+                             (0, mini_batch.LATENCY_S), base)
 
     targets = _targets(cpu, peer_results, by_window, cold, close) + _cost_targets(cost_rates)
     return {
@@ -167,6 +169,9 @@ def run(config: Config, rate: float, peers_enabled: bool = True) -> dict[str, An
             "measured_inputs": asdict(measured),
             "by_rate": [c.as_dict() for c in costs],
             "rates": cost_rates,
+            "curve": curve,
+            # The rate from which each variant costs at least Flink's minimum.
+            "crossover_events_per_s": cost.crossovers(curve),
         },
         "mini_batch": [w.as_dict() for w in folded],
     }
@@ -353,6 +358,13 @@ def render(report: dict[str, Any]) -> None:
                       f"{r['ddb_write_units_per_event']:.3f}",
                       f"{r['ddb_read_units_per_event']:.3f}")
     out.print(table)
+    for variant, rate in c["crossover_events_per_s"].items():
+        latency, capacity = variant.split("/")
+        mode = "mini-batch off" if latency == "0s" else f"mini-batch {latency}"
+        where = (f"from {rate:,.0f} events/s" if rate is not None
+                 else f"nowhere up to {cost.CURVE_RATES[-1]:,} events/s")
+        out.print(f"tidegate ({mode}, {capacity.replace('_', '-')}) costs as much as Flink's "
+                  f"minimum {where}")
 
     table = Table(title=f"targets ({report['mode']} run, {report['elapsed_s']} s)")
     for col in ("target", "measured", "goal", "met"):
@@ -372,6 +384,11 @@ def bench(args: argparse.Namespace) -> int:
         return close_sim.cli(args)
     peers_enabled = not args.no_peers
     report = run(Config.of(args.quick, peers_enabled), args.rate, peers_enabled)
+    if getattr(args, "cost_chart", None):
+        from tidegate_dev.bench.cost_chart import draw
+
+        draw(report["cost"], args.cost_chart)
+        err.print(f"cost chart: {args.cost_chart}")
     if args.json:
         sys.stdout.write(json.dumps(report) + "\n")
     else:
