@@ -84,3 +84,20 @@ def test_mini_batch_gives_the_results_of_writing_every_batch(
     batches_per_shard = len(lines) / shards / batch_size
     assert ends.finals >= shards if window_batches is None else (
         ends.finals >= min(shards, batches_per_shard // window_batches))
+
+
+def test_the_documented_example_gives_the_tumbling_examples_results(tmp_path: Any) -> None:
+    from tests.integration.test_cli import REPO, run_cli
+
+    examples = REPO / "pipelines" / "examples"
+    outputs = {}
+    for name in ("tumbling", "mini-batch"):
+        proc = run_cli("local", "run", examples / f"{name}.yaml",
+                       "--events", examples / "events.jsonl",
+                       "--results", tmp_path / f"{name}.jsonl", "--quiet", cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outputs[name] = sorted(
+            (json.dumps(r["key"]), r["window_start"], json.dumps(r["aggregates"]))
+            for r in map(json.loads, (tmp_path / f"{name}.jsonl").read_text().splitlines()))
+    assert outputs["mini-batch"] == outputs["tumbling"]
+    assert len(outputs["tumbling"]) == 5

@@ -132,12 +132,7 @@ class Ingestor:
         outcome = BatchOutcome(records=len(records))
         if not records:
             return outcome
-        now = self.now_ms()
-        spec = self.pipeline.watermark
-        state = self.watermarks.read()
-        watermark = state.pipeline_watermark(
-            now, spec.idle_timeout, self.expected_partitions(), spec.advance_when_idle
-        )
+        now, state, watermark = self.batch_start()
         outcome.watermark = watermark
 
         batch = self.decoder.decode_batch(batch_of(records))
@@ -153,6 +148,17 @@ class Ingestor:
         outcome.failed = [batch.record(i) for i in failed]
         self._advance_watermarks(batch, failed, now, state)
         return outcome
+
+    def batch_start(self) -> tuple[int, WatermarkState, int]:
+        """Processing time, the watermark items and the pipeline watermark as a batch
+        begins: every record of the batch is judged against that watermark."""
+        now = self.now_ms()
+        spec = self.pipeline.watermark
+        state = self.watermarks.read()
+        watermark = state.pipeline_watermark(
+            now, spec.idle_timeout, self.expected_partitions(), spec.advance_when_idle
+        )
+        return now, state, watermark
 
     def grouped(self, batch: DecodedBatch) -> list[Group]:
         """The valid records grouped by the item they update, in order of each group's first

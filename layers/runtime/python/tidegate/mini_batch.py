@@ -122,14 +122,8 @@ class MiniBatch:
     ) -> dict[str, str]:
         """Fold `records` into the buffer `state` holds; on the window's final invocation
         (or a buffer near Lambda's bound) write it. Returns the state to hand back."""
-        ingest = self.ingest
         buffer = Buffer.decode(state)
-        now = ingest.now_ms()
-        spec = ingest.pipeline.watermark
-        marks = ingest.watermarks.read()
-        watermark = marks.pipeline_watermark(
-            now, spec.idle_timeout, ingest.expected_partitions(), spec.advance_when_idle
-        )
+        now, marks, watermark = self.ingest.batch_start()
         outcome.watermark = watermark
         self._forget_written(buffer, marks, now)
         if records:
