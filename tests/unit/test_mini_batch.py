@@ -10,7 +10,7 @@ import pytest
 
 from tests.support import kinesis_event, line, seq
 from tests.unit.test_ingest_close_in_memory import ARN, NOW, Harness, _pipeline, _published
-from tidegate import bundles, mini_batch, sources
+from tidegate import bundles, mini_batch, redrive, sources
 from tidegate.ingest import BatchOutcome
 from tidegate.mini_batch import Buffer, Partial
 from tidegate.watermark import WatermarkStore
@@ -196,3 +196,26 @@ def test_a_state_near_lambdas_bound_is_written_early(monkeypatch: pytest.MonkeyP
     assert outcome.aggregated == 1
     assert Buffer.decode(shard.state).partials == {}
     assert Buffer.decode(shard.state).through
+
+
+def test_a_dead_letter_redriven_twice_is_folded_once() -> None:
+    h = _harness()
+    shard = Shard(h)
+    copy = redrive.wrap(line("a", B + 1_000, 7), "r1", {"partition": "s", "position": "1"})
+
+    def deliver(first: int, copies: int, final: bool = False) -> BatchOutcome:
+        records = [(seq(first + i), copy) for i in range(copies)]
+        batch = sources.records_of(kinesis_event(records, ARN, arrival_s=NOW / 1000))
+        outcome, shard.state = h.ingestor.process_window(batch, shard.state, final)
+        return outcome
+
+    # GIVEN two copies of one redriven record in a window, and a third in the next
+    first = deliver(0, 2, final=True)
+    shard.state = {}
+    later = deliver(2, 1, final=True)
+
+    # THEN it was folded and written once: the second copy by the buffer's ids, the third
+    # by the ledger entry the first flush wrote with its bundles
+    assert (first.aggregated, first.duplicates_skipped) == (1, 1)
+    assert (later.aggregated, later.duplicates_skipped) == (0, 1)
+    assert _bundled(h) == {'["a"]': 1}

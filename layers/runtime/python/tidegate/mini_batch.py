@@ -39,6 +39,7 @@ from tidegate import bundles
 from tidegate.dlq import dead_letter
 from tidegate.errors import OutputRefusedError, TransactionConflictError
 from tidegate.rejections import LATE
+from tidegate.schemas.decode import DecodedBatch
 from tidegate.sources.records import SourceBatch
 from tidegate.state import keys
 from tidegate.state.keys import POSITION_WIDTH
@@ -71,6 +72,8 @@ class Buffer:
     # Partition -> the highest event time folded and not yet written.
     top: dict[str, int] = field(default_factory=dict)
     partials: dict[tuple[str, int], Partial] = field(default_factory=dict)
+    # Redrive ids (tidegate/redrive.py) of the redriven records folded and not yet written.
+    redriven: set[str] = field(default_factory=set)
 
     def encode(self) -> dict[str, str]:
         """As Lambda passes state: a map of strings. Compressed: partials of many keys
@@ -81,6 +84,7 @@ class Buffer:
             "top": self.top,
             "partials": [[k, pane, p.n, p.tmin, p.tmax, p.acc]
                          for (k, pane), p in self.partials.items()],
+            "redriven": sorted(self.redriven),
         }
         return {_STATE_KEY: base64.b64encode(bundles.dumps(doc)).decode("ascii")}
 
@@ -97,7 +101,15 @@ class Buffer:
             top={p: int(t) for p, t in doc["top"].items()},
             partials={(k, int(pane)): Partial(acc, int(n), int(tmin), int(tmax))
                       for k, pane, n, tmin, tmax, acc in doc["partials"]},
+            redriven=set(doc.get("redriven", ())),
         )
+
+
+_LEDGER_PREFIX = "RD#"
+
+
+def redrive_ledger_sk(redrive_id: str) -> str:
+    return _LEDGER_PREFIX + redrive_id
 
 
 def is_window_event(event: dict[str, Any]) -> bool:
@@ -145,6 +157,7 @@ class MiniBatch:
             if mark.position >= folded.zfill(POSITION_WIDTH):
                 buffer.partials.clear()
                 buffer.top.clear()
+                buffer.redriven.clear()
             top = mark.flushed_top
             delay = self.ingest.pipeline.watermark.delay
             if top is not None and top - delay > mark.watermark:
@@ -174,6 +187,8 @@ class MiniBatch:
                 outcome.duplicates_skipped += 1
             elif batch.keys[i] is not None:
                 fresh.append(i)
+        if batch.redriven:
+            fresh = self._first_copies(batch, fresh, buffer, outcome)
         fresh_set = set(fresh)
         rejected = [(i, rej) for i, rej in batch.rejected if columns.mark(i) > seen[
             columns.partitions[i]]]
@@ -236,6 +251,28 @@ class MiniBatch:
             if mark is None or now - mark.last_seen_ms >= every:
                 ingest.watermarks.touch_partition(partition, now)
 
+    def _first_copies(
+        self, batch: DecodedBatch, fresh: list[int], buffer: Buffer, outcome: BatchOutcome,
+    ) -> list[int]:
+        """A redriven dead letter comes back with a new position, so positions cannot tell
+        a second copy of it: its redrive id can. Copies this buffer folded, or an earlier
+        flush wrote (its ledger item), are left out, and the rest are remembered."""
+        ids = {i: batch.record(i).redrive_id for i in fresh if i in batch.redriven}
+        pk = self.ingest.watermarks.pk
+        ledger = self.ingest.store.batch_get(
+            [(pk, redrive_ledger_sk(rid)) for rid in set(ids.values()) if rid])
+        written = {sk.removeprefix(_LEDGER_PREFIX) for _, sk in ledger}
+        kept: list[int] = []
+        for i in fresh:
+            rid = ids.get(i)
+            if rid is not None and (rid in buffer.redriven or rid in written):
+                outcome.duplicates_skipped += 1
+                continue
+            if rid is not None:
+                buffer.redriven.add(rid)
+            kept.append(i)
+        return kept
+
     # -- writing ---------------------------------------------------------------------------
     def _flush(
         self, buffer: Buffer, marks: WatermarkState, watermark: int, now: int,
@@ -271,19 +308,19 @@ class MiniBatch:
                     bundles.bundle_pk(pipeline.name, pipeline.state_version, pane),
                     partition, through, pane_rows, expire_at)
             ]
+            # The redrive ids folded, written with the bundles: a later copy is skipped.
+            items += [{"PK": ingest.watermarks.pk, "SK": redrive_ledger_sk(rid),
+                       "expire_at": expire_at} for rid in sorted(buffer.redriven)]
             top = buffer.top.get(partition)
-            try:
-                ingest.store.write_bundles(
-                    items, ingest.watermarks.pk, keys.watermark_sk(partition), through,
-                    MIN_WATERMARK if top is None else top, now, bundles.BUNDLED_SK,
-                    sorted(rows))
-            except TransactionConflictError:
+            written = self._write(items, partition, through,
+                                  MIN_WATERMARK if top is None else top, now, sorted(rows))
+            if not written:
                 # Written by an earlier attempt of this flush, which then failed: its
                 # position is taken, and nothing more is written.
                 outcome.duplicates_skipped += sum(p.n for p in buffer.partials.values())
             else:
                 outcome.aggregated += sum(r.n for pane_rows in rows.values() for r in pane_rows)
-                outcome.groups_written += len(items)
+                outcome.groups_written += len(items) - len(buffer.redriven)
                 if late:
                     self._send_late_partials(late, judge_at)
                     outcome.late += sum(p.n for _, p in late)
@@ -294,6 +331,31 @@ class MiniBatch:
                 ingest.watermarks.advance_partition(partition, top - delay, top, now, through)
         buffer.partials.clear()
         buffer.top.clear()
+        buffer.redriven.clear()
+
+    def _write(
+        self, items: list[dict[str, Any]], partition: str, through: str, top: int, now: int,
+        panes: list[int],
+    ) -> bool:
+        """The flush's transaction; False when an earlier attempt of it committed."""
+        store, pk = self.ingest.store, self.ingest.watermarks.pk
+        try:
+            store.write_bundles(items, pk, keys.watermark_sk(partition), through, top, now,
+                                bundles.BUNDLED_SK, panes)
+            return True
+        except TransactionConflictError:
+            mark = store.get(pk, keys.watermark_sk(partition)) or {}
+            if str(mark.get("pos", "")) >= through:
+                return False
+        # Not this flush's position: a redrive ledger entry another shard wrote meanwhile
+        # (copies of one dead letter redriven onto two shards). Its records are folded
+        # already; the entry exists, so write the rest.
+        ledger = [(i["PK"], i["SK"]) for i in items if i["SK"].startswith(_LEDGER_PREFIX)]
+        taken = set(store.batch_get(ledger))
+        store.write_bundles([i for i in items if (i["PK"], i["SK"]) not in taken], pk,
+                            keys.watermark_sk(partition), through, top, now,
+                            bundles.BUNDLED_SK, panes)
+        return True
 
     def _send_late_partials(self, late: list[tuple[str, Partial]], watermark: int) -> None:
         """Partials whose every window closed before they were written (only when a shard
