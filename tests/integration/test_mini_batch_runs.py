@@ -101,3 +101,27 @@ def test_the_documented_example_gives_the_tumbling_examples_results(tmp_path: An
             for r in map(json.loads, (tmp_path / f"{name}.jsonl").read_text().splitlines()))
     assert outputs["mini-batch"] == outputs["tumbling"]
     assert len(outputs["tumbling"]) == 5
+
+
+@pytest.mark.parametrize(("source", "fmt"), [
+    ({"type": "msk", "topic": "tg-events"}, "json"),
+    ({"type": "kinesis", "stream": "tg-events"}, "avro"),
+], ids=["kafka-json", "kinesis-avro"])
+def test_mini_batch_on_kafka_and_avro_with_allowed_lateness(
+    moto_url: str, make_pipeline: Callable[..., Pipeline], source: dict[str, Any], fmt: str,
+) -> None:
+    # GIVEN late-free input, a lateness allowance, and a Kafka source (no tumbling window in
+    # its mapping: each batch is folded and written at once) or Avro records
+    lines = _late_free(5)
+    common: dict[str, Any] = dict(window={"type": "sliding", "size": "10s", "slide": "5s"},
+                                  watermark={"delay": f"{DELAY_MS}ms"},
+                                  allowed_lateness="3s", source=source, format=fmt)
+    plain = run_pipeline(make_pipeline(**common), lines, shards=2, batch_size=6,
+                         endpoint_url=moto_url)
+
+    folded = run_pipeline(make_pipeline(**common, mini_batch={"allow_latency": "20s"}), lines,
+                          shards=2, batch_size=6, endpoint_url=moto_url, window_batches=4)
+
+    assert _results(folded) == _results(plain)
+    assert folded.summary["aggregated"] == len(lines)
+    assert_accounting(folded.summary)
