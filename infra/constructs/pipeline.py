@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import Acknowledgment as Ack
 from aws_cdk import Duration, RemovalPolicy, Validations
@@ -323,11 +324,23 @@ class TidegatePipeline(Construct):
             names = [k["AttributeName"] for k in schema if k["KeyType"] == kind]
             return dynamodb.Attribute(name=names[0], type=types[names[0]]) if names else None
 
+        capacity = self.pipeline.capacity
+        provisioned = capacity.mode == "provisioned"
+        billing: dict[str, Any] = (
+            {"billing_mode": dynamodb.BillingMode.PROVISIONED,
+             "read_capacity": capacity.read_units.min, "write_capacity": capacity.write_units.min}
+            if provisioned else
+            # On-demand without a ceiling scales a runaway producer (or replay) into the
+            # bill; the ceiling throttles instead, and the throttle alarm says so.
+            {"billing_mode": dynamodb.BillingMode.PAY_PER_REQUEST,
+             "max_read_request_units": max_read_units,
+             "max_write_request_units": max_write_units}
+        )
         table = dynamodb.Table(
             self, "StateTable",
             partition_key=key(shape["KeySchema"], "HASH"),
             sort_key=key(shape["KeySchema"], "RANGE"),
-            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            **billing,
             time_to_live_attribute=topology.TTL_ATTRIBUTE,
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True
@@ -341,10 +354,6 @@ class TidegatePipeline(Construct):
             stream=dynamodb.StreamViewType.KEYS_ONLY,
             removal_policy=removal_policy,
             deletion_protection=deletion_protection,
-            # On-demand without a ceiling scales a runaway producer (or replay) into the
-            # bill; the ceiling throttles instead, and the throttle alarm says so.
-            max_read_request_units=max_read_units,
-            max_write_request_units=max_write_units,
         )
         for index in shape["GlobalSecondaryIndexes"]:
             projection = index["Projection"]
@@ -354,8 +363,31 @@ class TidegatePipeline(Construct):
                 sort_key=key(index["KeySchema"], "RANGE"),
                 projection_type=dynamodb.ProjectionType(projection["ProjectionType"]),
                 non_key_attributes=projection.get("NonKeyAttributes"),
+                **({"read_capacity": capacity.read_units.min,
+                    "write_capacity": capacity.write_units.min} if provisioned else {}),
+            )
+            if provisioned:
+                self._auto_scale(
+                    table.auto_scale_global_secondary_index_read_capacity(
+                        index["IndexName"], min_capacity=capacity.read_units.min,
+                        max_capacity=capacity.read_units.max),
+                    table.auto_scale_global_secondary_index_write_capacity(
+                        index["IndexName"], min_capacity=capacity.write_units.min,
+                        max_capacity=capacity.write_units.max),
+                )
+        if provisioned:
+            self._auto_scale(
+                table.auto_scale_read_capacity(min_capacity=capacity.read_units.min,
+                                               max_capacity=capacity.read_units.max),
+                table.auto_scale_write_capacity(min_capacity=capacity.write_units.min,
+                                                max_capacity=capacity.write_units.max),
             )
         return table
+
+    def _auto_scale(self, *scalings: dynamodb.IScalableTableAttribute) -> None:
+        target = self.pipeline.capacity.target_utilization
+        for scaling in scalings:
+            scaling.scale_on_utilization(target_utilization_percent=target)
 
     def _queue(self, construct_id: str, role: str) -> sqs.Queue:
         queue = sqs.Queue(

@@ -81,3 +81,42 @@ def test_kafka_mapping_takes_larger_batches_for_the_allowed_latency(
         "MaximumBatchingWindowInSeconds": 300,  # Lambda's longest: 10m is beyond it
         "TumblingWindowInSeconds": Match.absent(),
     })
+
+
+def test_provisioned_capacity_auto_scales_the_table_and_its_index(
+    tmp_path: Path, clickstream_data: dict[str, Any]
+) -> None:
+    data = {**clickstream_data, "capacity": {
+        "mode": "provisioned", "write_units": {"min": 5, "max": 400},
+        "read_units": {"min": 2, "max": 50}, "target_utilization": 60}}
+    stack, layer = _stack(tmp_path)
+
+    TidegatePipeline(stack, "Pipeline", pipeline=parse_pipeline(data), runtime_layer=layer)
+
+    template = Template.from_stack(stack)
+    template.has_resource_properties("AWS::DynamoDB::Table", {
+        "BillingMode": Match.absent(),
+        "ProvisionedThroughput": {"ReadCapacityUnits": 2, "WriteCapacityUnits": 5},
+        "GlobalSecondaryIndexes": [Match.object_like({
+            "ProvisionedThroughput": {"ReadCapacityUnits": 2, "WriteCapacityUnits": 5}})],
+        "OnDemandThroughput": Match.absent(),
+    })
+    targets = template.find_resources("AWS::ApplicationAutoScaling::ScalableTarget")
+    # Reads and writes, of the table and of the open-window index.
+    assert sorted((t["Properties"]["ScalableDimension"].rsplit(":", 1)[1],
+                   t["Properties"]["MinCapacity"], t["Properties"]["MaxCapacity"])
+                  for t in targets.values()) == [
+        ("ReadCapacityUnits", 2, 50), ("ReadCapacityUnits", 2, 50),
+        ("WriteCapacityUnits", 5, 400), ("WriteCapacityUnits", 5, 400)]
+    policies = template.find_resources("AWS::ApplicationAutoScaling::ScalingPolicy")
+    assert {p["Properties"]["TargetTrackingScalingPolicyConfiguration"]["TargetValue"]
+            for p in policies.values()} == {60}
+
+
+def test_on_demand_is_the_default(tmp_path: Path, clickstream_data: dict[str, Any]) -> None:
+    stack, layer = _stack(tmp_path)
+    TidegatePipeline(stack, "Pipeline", pipeline=parse_pipeline(clickstream_data),
+                     runtime_layer=layer)
+    template = Template.from_stack(stack)
+    template.has_resource_properties("AWS::DynamoDB::Table", {"BillingMode": "PAY_PER_REQUEST"})
+    template.resource_count_is("AWS::ApplicationAutoScaling::ScalableTarget", 0)

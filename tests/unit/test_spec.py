@@ -221,6 +221,11 @@ def test_section_and_cross_section_problems_are_listed_together() -> None:
             "mini_batch.allow_latency: 60000 ms must be below watermark.idle_timeout (60000 ms)",
         ),
         (
+            {"capacity": {"mode": "provisioned", "write_units": {"min": 10, "max": 5}}},
+            "capacity.write_units: max (5) must not be below min (10)",
+        ),
+        ({"capacity": {"mode": "reserved"}}, "capacity.mode: "),
+        (
             {"mini_batch": {"allow_latency": "30s"}, "window": {"type": "session", "gap": "5s"}},
             "mini_batch: not available for session windows yet",
         ),

@@ -84,6 +84,17 @@ MEANING = {
                                 " written (1s-15m, whole seconds; `0s` = off). Results come"
                                 " up to this much later; must be below"
                                 " `watermark.idle_timeout`. Tumbling and sliding windows.",
+    "capacity": "How the state table is billed.",
+    "capacity.mode": "`on_demand` (per request; the default) or `provisioned` (capacity"
+                     " units that auto-scaling keeps near `target_utilization`).",
+    "capacity.write_units": "Provisioned write capacity units of the table and its index.",
+    "capacity.write_units.min": "Auto-scaling's lower bound (and the starting capacity).",
+    "capacity.write_units.max": "Auto-scaling's upper bound.",
+    "capacity.read_units": "Provisioned read capacity units of the table and its index.",
+    "capacity.read_units.min": "Auto-scaling's lower bound (and the starting capacity).",
+    "capacity.read_units.max": "Auto-scaling's upper bound.",
+    "capacity.target_utilization": "Percent of the provisioned capacity auto-scaling aims"
+                                   " to use (20-90).",
     "expected_keys": "Active keys at peak: sizes `index_shards` when that is not given.",
     "index_shards": "Partitions of the open-window index, the unit of closer fan-out"
                     " (1-4096). Change only with a new `state_version`.",

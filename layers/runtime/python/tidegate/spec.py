@@ -272,6 +272,30 @@ class WatermarkSpec(_Model):
     advance_when_idle: bool = True
 
 
+class CapacityBounds(_Model):
+    """Auto-scaling bounds of provisioned capacity units."""
+
+    min: int = Field(default=1, ge=1)
+    max: int = Field(default=100, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CapacityBounds:
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) must not be below min ({self.min})")
+        return self
+
+
+class CapacitySpec(_Model):
+    """How the state table is billed: `on_demand` per request (the default), or
+    `provisioned` capacity that auto-scaling keeps near `target_utilization` percent of use
+    within the bounds (about a third of on-demand's price per write at steady use)."""
+
+    mode: Literal["on_demand", "provisioned"] = "on_demand"
+    write_units: CapacityBounds = CapacityBounds()
+    read_units: CapacityBounds = CapacityBounds()
+    target_utilization: int = Field(default=70, ge=20, le=90)
+
+
 # Lambda's event source mapping keeps a tumbling window's state for at most 15 minutes.
 MAX_MINI_BATCH_MS = 900_000
 
@@ -369,6 +393,7 @@ class Pipeline(_Model):
     emit: Literal["final", "updates"] = "final"
     sink: Sink
     mini_batch: MiniBatchSpec = MiniBatchSpec()
+    capacity: CapacitySpec = CapacitySpec()
     # Active keys expected at peak: when `index_shards` is not given, it is derived from
     # this (state/index_sizing.py). Either one changes where open windows are indexed:
     # change them only with a new `state_version`.
