@@ -188,6 +188,7 @@ class Ingestor:
         network round trip); count what happened in `outcome`; return the records of the
         groups that failed."""
         items = self.store.batch_get([(g.pk, g.sk) for g in ordered]) if ordered else {}
+        judge, write = self.windows.judge, self.store.write_group
 
         def attempt(group: Group) -> Verdict | Exception | None:
             if time_left_ms is not None and time_left_ms() < _STOP_MS:
@@ -195,7 +196,18 @@ class Ingestor:
                 # instead of timing out the whole batch.
                 return None
             try:
-                return self._write_group(group, items.get((group.pk, group.sk)), watermark)
+                item = items.get((group.pk, group.sk))
+                if not group.batch.redriven:
+                    # The common case, _write_group's first round inline: every record
+                    # fresh and on time, and no other writer in between.
+                    verdict = judge(group, item, watermark)
+                    if verdict.item is not None and not verdict.late:
+                        try:
+                            write(verdict.item, verdict.expected_version)
+                            return verdict
+                        except ConditionFailedError:
+                            item = self.store.get(group.pk, group.sk)
+                return self._write_group(group, item, watermark)
             except Exception as exc:  # this group's records fail; the others go on
                 return exc
 
@@ -242,11 +254,12 @@ class Ingestor:
         one = columns.partition
         if one is not None and not failed:
             # One partition, completed (a Kinesis batch's case): two max() over columns.
-            valid_times = [t for t, k in zip(times, keys, strict=True) if k is not None]
-            if valid_times and max(valid_times) > MIN_WATERMARK:
-                highest[one] = max(valid_times)
+            # A rejected record's time is 0, below every valid one (none is negative).
+            any_valid = len(batch.rejected) < len(times)
+            if any_valid and max(times) > MIN_WATERMARK:
+                highest[one] = max(times)
             reached[one] = marks[-1]
-            partitions = {one} if valid_times else set()
+            partitions = {one} if any_valid else set()
         else:
             for i in failed:
                 partition = columns.partitions[i]
@@ -302,13 +315,6 @@ class Ingestor:
         batch = group.batch
         for _ in range(_MAX_CONFLICT_RETRIES):
             verdict = self.windows.judge(group, item, watermark)
-            if verdict.item is not None and not verdict.late and not batch.redriven:
-                try:  # the common case: every record fresh and on time
-                    self.store.write_group(verdict.item, verdict.expected_version)
-                    return verdict
-                except ConditionFailedError:
-                    item = self.store.get(group.pk, group.sk)
-                    continue
             if batch.redriven and verdict.item is not None:
                 # Same item, same condition as the events: applied once, whatever copies.
                 redrive.record_applied(verdict.item, batch, verdict.applied)
