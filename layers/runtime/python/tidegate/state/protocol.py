@@ -9,7 +9,7 @@ from tidegate import redrive
 from tidegate.schemas.decode import DecodedBatch
 
 
-@dataclass
+@dataclass(slots=True)
 class Verdict:
     item: dict[str, Any] | None  # the item to write, None when nothing to write
     expected_version: int | None  # None: the item must not exist yet
