@@ -29,6 +29,16 @@ def _progress(h: Harness) -> dict[str, Any]:
     return h.store.items.get((h.watermarks.pk, bundles.BUNDLED_SK), {})
 
 
+def _written() -> Harness:
+    """One shard's window written: key a at B+1s (window [B, B+10s), final at its
+    watermark B+15s) and at B+15s."""
+    h = _harness()
+    shard = Shard(h)
+    shard.invoke([("a", B + 1_000, 1), ("a", B + 15_000, 2)])
+    shard.end_window()
+    return h
+
+
 class CountingStore(MemoryStore):
     """Counts writes by operation."""
 
@@ -67,10 +77,7 @@ def test_windows_are_published_in_time_order_with_one_progress_write_per_run() -
 def test_racing_closers_publish_the_same_results_and_one_records_progress(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    h = _harness()
-    shard = Shard(h)
-    shard.invoke([("a", B + 1_000, 1), ("a", B + 15_000, 2)])
-    shard.end_window()
+    h = _written()
     one, two = h.closer(), h.closer()
     assert isinstance(one, BundleCloser)
     watermark = one.current_watermark()
@@ -95,10 +102,7 @@ def test_racing_closers_publish_the_same_results_and_one_records_progress(
 def test_a_crash_between_publishing_and_recording_republishes_the_same_keys(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    h = _harness()
-    shard = Shard(h)
-    shard.invoke([("a", B + 1_000, 1), ("a", B + 15_000, 2)])
-    shard.end_window()
+    h = _written()
 
     def crash(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("the closer died here")
@@ -119,10 +123,7 @@ def test_a_crash_between_publishing_and_recording_republishes_the_same_keys(
 
 
 def test_a_window_whose_publish_failed_is_not_recorded() -> None:
-    h = _harness()
-    shard = Shard(h)
-    shard.invoke([("a", B + 1_000, 1), ("a", B + 15_000, 2)])
-    shard.end_window()
+    h = _written()
     h.sink.publish = lambda results: list(range(len(results)))  # type: ignore[method-assign]
     closer = h.closer()
     closer.retry_delay_s = 0
