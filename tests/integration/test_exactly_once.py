@@ -65,10 +65,10 @@ def test_a_batch_delivered_twice_counts_once(moto_url: str, pipeline: Pipeline) 
     assert totals["duplicates_skipped"] == 5
     # AND the aggregates are exactly those of one clean delivery
     assert_same_typed(aggregates_of(out.results), {
-        ("a", B): {"n": 2, "total": 4},
-        ("b", B): {"n": 1, "total": 2},
-        ("a", B + S): {"n": 1, "total": 4},
-        ("b", B + S): {"n": 1, "total": 5},
+        ("a", B): {"n": 2, "total": 4.0},
+        ("b", B): {"n": 1, "total": 2.0},
+        ("a", B + S): {"n": 1, "total": 4.0},
+        ("b", B + S): {"n": 1, "total": 5.0},
     })
     assert len(out.results) == 4
     assert out.summary == {"events_in": 6, "aggregated": 5, "late": 0, "dead_lettered": 1}
@@ -111,9 +111,9 @@ def test_a_batch_that_fails_half_way_is_retried_from_the_lowest_reported_sequenc
     assert totals["aggregated"] == 6
     # AND the aggregates are those of one clean delivery (each value's digit names its record)
     assert_same_typed(aggregates_of(out.results), {
-        ("a", B): {"n": 3, "total": 100_101},
-        ("b", B): {"n": 2, "total": 10_010},
-        ("c", B): {"n": 1, "total": 1_000},
+        ("a", B): {"n": 3, "total": 100_101.0},
+        ("b", B): {"n": 2, "total": 10_010.0},
+        ("c", B): {"n": 1, "total": 1_000.0},
     })
     assert out.summary == {"events_in": 6, "aggregated": 6, "late": 0, "dead_lettered": 0}
     assert_accounting(out.summary)
@@ -151,9 +151,9 @@ def test_the_event_source_mapping_retries_a_partial_failure_to_the_same_aggregat
     assert esm.stats.records_delivered == 6 + 5  # the retry starts at the second record
     assert totals["duplicates_skipped"] == 3
     assert_same_typed(aggregates_of(out.results), {
-        ("a", B): {"n": 3, "total": 100_101},
-        ("b", B): {"n": 2, "total": 10_010},
-        ("c", B): {"n": 1, "total": 1_000},
+        ("a", B): {"n": 3, "total": 100_101.0},
+        ("b", B): {"n": 2, "total": 10_010.0},
+        ("c", B): {"n": 1, "total": 1_000.0},
     })
     assert out.summary == {"events_in": 6, "aggregated": 6, "late": 0, "dead_lettered": 0}
     assert_accounting(out.summary)
@@ -192,8 +192,8 @@ def test_a_closer_crash_between_closing_and_emitted_re_emits_with_the_same_key(
         copies = [r for r in out.results if r["idempotency_key"] == key]
         assert copies[0] == copies[1]
     assert_same_typed(aggregates_of(out.results), {
-        ("a", B): {"n": 2, "total": 4},
-        ("b", B): {"n": 1, "total": 2},
+        ("a", B): {"n": 2, "total": 4.0},
+        ("b", B): {"n": 1, "total": 2.0},
     })
     assert out.summary == {"events_in": 3, "aggregated": 3, "late": 0, "dead_lettered": 0}
     assert_accounting(out.summary)
@@ -226,8 +226,8 @@ def test_poison_records_are_dead_lettered_with_source_coordinates_and_original_b
     # the batch succeeds: a malformed record never fails the records around it
     assert response == {"batchItemFailures": []}
     assert_same_typed(aggregates_of(out.results), {
-        ("a", B): {"n": 3, "total": 7},
-        ("b", B): {"n": 1, "total": 8},
+        ("a", B): {"n": 3, "total": 7.0},
+        ("b", B): {"n": 1, "total": 8.0},
     })
     dead = {m["source"]["position"]: m for m in out.dead_letters}
     poison = [p for p in POISON_BATCH if p[2] is not None]
@@ -259,5 +259,5 @@ def test_a_time_that_overflows_the_calendar_is_dead_lettered_not_fatal(
 
     assert response == {"batchItemFailures": []}
     assert [m["reason"] for m in out.dead_letters] == ["invalid_timestamp"]
-    assert_same_typed(aggregates_of(out.results), {("a", B): {"n": 1, "total": 1}})
+    assert_same_typed(aggregates_of(out.results), {("a", B): {"n": 1, "total": 1.0}})
     assert_accounting(out.summary)

@@ -36,12 +36,12 @@ OUT_OF_ORDER = [
     line("u3", "2023-11-14T23:13:25+01:00", 2),  # ISO with offset: B + 5000
 ]
 OUT_OF_ORDER_RESULTS = {
-    ("u1", B): {"n": 5, "total": 14.5, "hi": 5, "lo": 0.5, "mean": 2.9},
-    ("u1", B + S): {"n": 1, "total": 1, "hi": 1, "lo": 1, "mean": 1.0},
-    ("u2", B): {"n": 2, "total": 9, "hi": 7, "lo": 2, "mean": 4.5},
-    ("u2", B + S): {"n": 2, "total": 16, "hi": 10, "lo": 6, "mean": 8.0},
-    ("u3", B): {"n": 2, "total": 3.5, "hi": 2, "lo": 1.5, "mean": 1.75},
-    ("u3", B + S): {"n": 1, "total": 3, "hi": 3, "lo": 3, "mean": 3.0},
+    ("u1", B): {"n": 5, "total": 14.5, "hi": 5.0, "lo": 0.5, "mean": 2.9},
+    ("u1", B + S): {"n": 1, "total": 1.0, "hi": 1.0, "lo": 1.0, "mean": 1.0},
+    ("u2", B): {"n": 2, "total": 9.0, "hi": 7.0, "lo": 2.0, "mean": 4.5},
+    ("u2", B + S): {"n": 2, "total": 16.0, "hi": 10.0, "lo": 6.0, "mean": 8.0},
+    ("u3", B): {"n": 2, "total": 3.5, "hi": 2.0, "lo": 1.5, "mean": 1.75},
+    ("u3", B + S): {"n": 1, "total": 3.0, "hi": 3.0, "lo": 3.0, "mean": 3.0},
 }
 
 
@@ -90,32 +90,32 @@ LATE_CASE = [
         (
             "0s", 1, [B + 3_000, B + 9_000],
             {
-                ("a", B): {"n": 1, "total": 1},
-                ("b", B): {"n": 1, "total": 2},
-                ("a", B + S): {"n": 1, "total": 3},
-                ("b", B + S): {"n": 1, "total": 6},
+                ("a", B): {"n": 1, "total": 1.0},
+                ("b", B): {"n": 1, "total": 2.0},
+                ("a", B + S): {"n": 1, "total": 3.0},
+                ("b", B + S): {"n": 1, "total": 6.0},
             },
         ),
         (
             # allowed lateness 5 s: window [0, 10000) closes at watermark 15000, not 13000
             "5s", 1, [],
             {
-                ("a", B): {"n": 2, "total": 5},
-                ("b", B): {"n": 1, "total": 2},
-                ("c", B): {"n": 1, "total": 5},
-                ("a", B + S): {"n": 1, "total": 3},
-                ("b", B + S): {"n": 1, "total": 6},
+                ("a", B): {"n": 2, "total": 5.0},
+                ("b", B): {"n": 1, "total": 2.0},
+                ("c", B): {"n": 1, "total": 5.0},
+                ("a", B + S): {"n": 1, "total": 3.0},
+                ("b", B + S): {"n": 1, "total": 6.0},
             },
         ),
         (
             # one batch: every record is judged against the watermark as the batch began
             "0s", 100, [],
             {
-                ("a", B): {"n": 2, "total": 5},
-                ("b", B): {"n": 1, "total": 2},
-                ("c", B): {"n": 1, "total": 5},
-                ("a", B + S): {"n": 1, "total": 3},
-                ("b", B + S): {"n": 1, "total": 6},
+                ("a", B): {"n": 2, "total": 5.0},
+                ("b", B): {"n": 1, "total": 2.0},
+                ("c", B): {"n": 1, "total": 5.0},
+                ("a", B + S): {"n": 1, "total": 3.0},
+                ("b", B + S): {"n": 1, "total": 6.0},
             },
         ),
     ],
@@ -179,11 +179,11 @@ def test_shards_1_batch_size_1_reproduces_per_event_semantics(
     out = run_pipeline(pipeline, lines, shards=1, batch_size=1, endpoint_url=moto_url)
 
     assert_same_typed(aggregates_of(out.results), {
-        ("k", B): {"n": 2, "total": 4},
-        ("k", B + S): {"n": 2, "total": 9},
-        ("j", B + S): {"n": 1, "total": 4},
-        ("j", B + 2 * S): {"n": 1, "total": 6},
-        ("k", B + 2 * S): {"n": 1, "total": 8},
+        ("k", B): {"n": 2, "total": 4.0},
+        ("k", B + S): {"n": 2, "total": 9.0},
+        ("j", B + S): {"n": 1, "total": 4.0},
+        ("j", B + 2 * S): {"n": 1, "total": 6.0},
+        ("k", B + 2 * S): {"n": 1, "total": 8.0},
     })
     assert sorted(m["event_time_ms"] for m in out.late) == [B + 9_900, B + 19_000]
     assert out.summary == {"events_in": 9, "aggregated": 7, "late": 2, "dead_lettered": 0,
@@ -223,7 +223,7 @@ def test_each_kind_of_poison_record_is_dead_lettered_and_the_rest_aggregated(
     out = run_pipeline(pipeline, lines, shards=1, batch_size=100, endpoint_url=moto_url)
 
     # THEN the good events are aggregated: count 10, sum 1 + ... + 10 = 55
-    assert_same_typed(aggregates_of(out.results), {("a", B): {"n": 10, "total": 55}})
+    assert_same_typed(aggregates_of(out.results), {("a", B): {"n": 10, "total": 55.0}})
     # AND each poison record is dead-lettered once, with its reason, detail and coordinates
     assert out.summary == {"events_in": 19, "aggregated": 10, "late": 0, "dead_lettered": 9,
                            "duplicates_skipped": 0, "results": 1}

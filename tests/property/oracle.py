@@ -159,7 +159,10 @@ def aggregate(pipeline: Pipeline, events: list[Event]) -> dict[str, Any]:
             out[name] = len(events)
             continue
         values = [e.values[spec.field] for e in events if e.values.get(spec.field) is not None]
-        any_float = any(isinstance(v, float) for v in values)
+        # A field declared `number` gives floats in every window; otherwise a float value
+        # anywhere makes the result one.
+        number = getattr(pipeline.schema_, "field_type", lambda _: None)(spec.field) == "number"
+        any_float = number or any(isinstance(v, float) for v in values)
         # Exact sums of the values' binary values; a float sum is then math.fsum's.
         total = sum((Fraction(v) for v in values), Fraction(0))
         if spec.op == "count":
@@ -174,7 +177,7 @@ def aggregate(pipeline: Pipeline, events: list[Event]) -> dict[str, Any]:
             best = max(values) if spec.op == "max" else min(values)
             ties = [v for v in values if v == best]
             # Equal int and float values: the integer rendering wins.
-            if all(isinstance(v, float) for v in ties):
+            if number or all(isinstance(v, float) for v in ties):
                 out[name] = float(best)
             else:
                 out[name] = int(best)

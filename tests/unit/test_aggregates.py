@@ -16,15 +16,19 @@ from hypothesis import strategies as st
 from tests.support import assert_same_typed, pipeline_spec
 from tidegate.aggregates.accumulators import AccumulatorSet
 from tidegate.aggregates.builtin import Avg, Count, Extreme, Sum
-from tidegate.aggregates.registry import build_aggregates
+from tidegate.aggregates.registry import build, build_aggregates
 from tidegate.spec import parse_pipeline
 
 Number = int | float
 
 
 def accumulators() -> AccumulatorSet:
-    """count, sum, min, max, avg of field `v` (the test pipeline's aggregates)."""
-    return AccumulatorSet(build_aggregates(parse_pipeline(pipeline_spec())))
+    """count, sum, min, max, avg of field `v` (the test pipeline's aggregates), whose results
+    follow the values' own types (as for a referenced model, whose field types the runtime
+    does not read): the arithmetic under test, before a `number` field makes them floats."""
+    pipeline = parse_pipeline(pipeline_spec())
+    return AccumulatorSet([build(name, spec.op, spec.field)
+                           for name, spec in pipeline.aggregates.items()])
 
 
 def fold(acc_set: AccumulatorSet, values: list[Any]) -> dict[str, Any]:
@@ -61,6 +65,22 @@ def results_of(values: list[Any]) -> dict[str, Any]:
 )
 def test_builtin_aggregates(values: list[Number], expected: dict[str, Any]) -> None:
     assert_same_typed(results_of(values), expected)
+
+
+@pytest.mark.parametrize(("kind", "values", "expected"), [
+    ("number", [3], {"n": 1, "total": 3.0, "hi": 3.0, "lo": 3.0, "mean": 3.0}),
+    ("number", [1, 2.5], {"n": 2, "total": 3.5, "hi": 2.5, "lo": 1.0, "mean": 1.75}),
+    ("integer", [1, 2], {"n": 2, "total": 3, "hi": 2, "lo": 1, "mean": 1.5}),
+])
+def test_a_number_field_aggregates_to_floats_in_every_window_an_integer_one_to_ints(
+    kind: str, values: list[Number], expected: dict[str, Any]
+) -> None:
+    # GIVEN the field's declared type WHEN a window holds only whole values THEN a `number`
+    # field's sum, min and max are still floats (one type per result, whatever the window)
+    pipeline = parse_pipeline(pipeline_spec(schema={
+        "name": "Reading", "fields": {"user": "string", "ts": "timestamp", "v": kind}}))
+    acc_set = AccumulatorSet(build_aggregates(pipeline))
+    assert_same_typed(acc_set.results(fold(acc_set, values)), expected)
 
 
 def test_empty_accumulator_results() -> None:

@@ -58,10 +58,13 @@ class Count:
 @dataclass(frozen=True, slots=True)
 class Sum:
     """acc = [total, saw_float]; the total is exact (aggregates/exact.py), so the result is
-    the same whatever the batch split, merge order, pane layout or shard count."""
+    the same whatever the batch split, merge order, pane layout or shard count. `floats`:
+    the field is declared `number`, so the result is a float in every window, not only in
+    those where a value happened to be written with a fraction."""
 
     name: str
     field: str | None
+    floats: bool = False
 
     @property
     def state_name(self) -> str:
@@ -88,16 +91,18 @@ class Sum:
 
     def result(self, acc: list[Any]) -> int | float:
         total = exact.parse(acc[0])
-        return exact.rounded(total) if acc[1] else exact.integral(total)
+        return exact.rounded(total) if acc[1] or self.floats else exact.integral(total)
 
 
 @dataclass(frozen=True, slots=True)
 class Extreme:
-    """min or max; acc = [value, value_was_float] or [None, False] when empty."""
+    """min or max; acc = [value, value_was_float] or [None, False] when empty. `floats`: as
+    Sum's (a `number` field's extreme is a float in every window)."""
 
     name: str
     field: str | None
     largest: bool
+    floats: bool = False
 
     @property
     def state_name(self) -> str:
@@ -163,7 +168,7 @@ class Extreme:
         return self._better(a, b)
 
     def result(self, acc: list[Any]) -> int | float | None:
-        return None if acc[0] is None else plain(acc[0], bool(acc[1]))
+        return None if acc[0] is None else plain(acc[0], bool(acc[1]) or self.floats)
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,13 @@ _OPS: dict[str, Factory] = {
     "max": lambda name, field: Extreme(name, field, largest=True),
     "avg": Avg,
 }
+# Built-ins whose result keeps the type of the values unless the field is declared `number`
+# (then always a float): their factories take `floats`.
+_NUMBER_AWARE: dict[str, Callable[[str, str | None], AggregateFunction]] = {
+    "sum": lambda name, field: Sum(name, field, floats=True),
+    "min": lambda name, field: Extreme(name, field, largest=False, floats=True),
+    "max": lambda name, field: Extreme(name, field, largest=True, floats=True),
+}
 # Ops that need a field (count may count events), and ops whose field must be numeric.
 _NEED_FIELD = {"sum", "min", "max", "avg"}
 _NUMERIC = {"sum", "min", "max", "avg"}
@@ -56,14 +63,27 @@ def numeric(op: str) -> bool:
     return op in _NUMERIC
 
 
-def build(name: str, op: str, field: str | None) -> AggregateFunction:
+def build(name: str, op: str, field: str | None, number: bool = False) -> AggregateFunction:
+    """`number`: the field is declared `number` (a float, whatever a record writes)."""
     factory = _OPS.get(op)
     if factory is None:
         raise ConfigurationError(
             f"aggregates.{name}: unknown op {op!r} (use {', '.join(_OPS)})"
         )
+    if number and op in _NUMBER_AWARE and factory is _BUILT_IN[op]:
+        factory = _NUMBER_AWARE[op]
     return factory(name, field)
 
 
+_BUILT_IN = dict(_OPS)
+
+
 def build_aggregates(pipeline: Pipeline) -> list[AggregateFunction]:
-    return [build(name, spec.op, spec.field) for name, spec in pipeline.aggregates.items()]
+    schema = pipeline.schema_
+    field_type = getattr(schema, "field_type", None)  # a referenced model: not known here
+
+    def number(field: str | None) -> bool:
+        return field is not None and field_type is not None and field_type(field) == "number"
+
+    return [build(name, spec.op, spec.field, number(spec.field))
+            for name, spec in pipeline.aggregates.items()]
