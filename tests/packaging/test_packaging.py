@@ -92,6 +92,10 @@ def test_the_wheel_carries_the_runtime_and_declares_its_dependencies(tmp_path: P
     assert runtime <= names
     assert "tidegate_dev/plan/calibration.json" in names
     assert {"functions/ingest/handler.py", "infra/constructs/pipeline.py"} <= names
+    # `tidegate demo` reads ../../pipelines/clickstream.yaml from tidegate_dev/cli/demo.py:
+    # beside the installed tidegate_dev, as in a checkout.
+    assert {"tidegate_dev/cli/demo.py", "pipelines/clickstream.yaml",
+            "pipelines/examples/events.jsonl"} <= names
     assert metadata["Version"] == tidegate.__version__
     requires = metadata.get_all("Requires-Dist") or []
     base = {r.split(";")[0].split("<")[0].split(">")[0].split("=")[0].strip().lower()

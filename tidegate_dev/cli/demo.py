@@ -18,8 +18,8 @@ DEFAULT_PIPELINE = Path(__file__).resolve().parents[2] / "pipelines" / "clickstr
 
 def demo(args: argparse.Namespace) -> int:
     if not args.pipeline and not DEFAULT_PIPELINE.exists():
-        # An installed package carries no pipelines/ folder; a source checkout does.
-        raise CliError("the demo's pipeline ships with the source checkout: pass "
+        # The wheel installs pipelines/ beside tidegate_dev; a copy without it says so.
+        raise CliError(f"the demo's pipeline is missing ({DEFAULT_PIPELINE}): pass "
                        "--pipeline FILE (e.g. pipelines/clickstream.yaml)", exit_code=2)
     pipeline = load_pipeline_file(args.pipeline or DEFAULT_PIPELINE)
     lines = generate(args.events, args.users, args.seed, args.max_step_ms)
