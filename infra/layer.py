@@ -22,7 +22,9 @@ from tidegate import topology
 
 ROOT = Path(__file__).resolve().parent.parent
 LAMBDA_PYTHON = "3.12"  # must match the functions' runtime (infra/constructs/pipeline.py)
-LAMBDA_PLATFORM = "manylinux2014_x86_64"  # x86_64 functions; aarch64 would need its own build
+# arm64 (Graviton) functions: 20 % cheaper per GB-s than x86_64, and every runtime
+# dependency (pydantic-core, fastavro) ships aarch64 wheels for CPython 3.12.
+LAMBDA_PLATFORM = "manylinux2014_aarch64"
 _IGNORED = ("__pycache__", "*.pyc", "*.pyo", ".DS_Store")
 
 

@@ -55,7 +55,7 @@ from tidegate.versions import active_pk
 
 FUNCTIONS_ROOT = Path(__file__).resolve().parents[2] / "functions"
 RUNTIME = lambda_.Runtime.PYTHON_3_12  # infra/layer.py builds the layer's wheels for this
-ARCHITECTURE = lambda_.Architecture.X86_64  # and for this platform
+ARCHITECTURE = lambda_.Architecture.ARM_64  # and for this platform (infra/layer.py)
 # What tidegate.state.dynamodb calls (transactions are authorized per Put/Update inside).
 # A new call there needs its action here: the grant is exact on purpose.
 STATE_ACTIONS = (

@@ -72,7 +72,7 @@ def test_functions_ship_the_handler_folders_and_the_built_layer(
     (layer,) = [r for r in resources if r["Type"] == "AWS::Lambda::LayerVersion"]
     layer_asset = assets[layer["Metadata"]["aws:asset:path"]]
     assert (layer_asset / "python" / "tidegate" / "topology.py").is_file()
-    assert any((layer_asset / "python" / "pydantic_core").glob("*cpython-312-x86_64*.so"))
+    assert any((layer_asset / "python" / "pydantic_core").glob("*cpython-312-aarch64*.so"))
 
 
 def test_handlers_get_the_whole_environment_contract(cli_template: dict[str, Any]) -> None:

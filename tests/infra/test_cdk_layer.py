@@ -11,7 +11,7 @@ def test_layer_has_the_library_and_cp312_manylinux_wheels(layer_dir: Path) -> No
     python = layer_dir / "python"
     assert (python / "tidegate" / "topology.py").is_file()
     assert (python / "aws_lambda_powertools").is_dir()
-    assert list((python / "pydantic_core").glob("_pydantic_core.cpython-312-x86_64-linux-gnu.so"))
+    assert list((python / "pydantic_core").glob("_pydantic_core.cpython-312-aarch64-linux-gnu.so"))
     assert not list(python.rglob("__pycache__"))
     assert not (python / "boto3").exists()  # the Lambda runtime provides it
     # Lambda's limit is 250 MB unzipped for code plus layers; stay far below it.

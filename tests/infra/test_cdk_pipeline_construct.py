@@ -140,7 +140,7 @@ def test_ingest_function_runs_the_ingest_handler_on_python_312_with_the_layer(
     template.has_resource_properties("AWS::Lambda::Function", {
         "Runtime": "python3.12",
         "Handler": "handler.handler",
-        "Architectures": ["x86_64"],
+        "Architectures": ["arm64"],
         "Layers": [{"Ref": Match.string_like_regexp("^RuntimeLayer")}],
         "TracingConfig": {"Mode": "Active"},
         "Environment": {"Variables": Match.object_like({

@@ -5,7 +5,8 @@ minimum (one KPU for the job plus the KPU Flink applications are charged for orc
 Prices: us-east-1, list prices without free tier or savings plans, taken 2026-11-27 from the
 AWS pricing pages and their public summaries (looked up with the project's search tool):
 
-* Lambda x86: $0.0000166667 per GB-s (first tier) and $0.20 per million requests.
+* Lambda arm64 (the functions' architecture): $0.0000133334 per GB-s (first tier) and
+  $0.20 per million requests.
 * DynamoDB on-demand (after the November 2024 cut): $0.625 per million write request units,
   $0.125 per million read request units. Provisioned: $0.00065 per WCU-hour, $0.00013 per
   RCU-hour, sized here for the average rate at auto-scaling's 70 % target utilisation.
@@ -31,7 +32,7 @@ from typing import Any
 
 PRICES_DATE = "2026-11-27"
 PRICES: dict[str, float] = {
-    "lambda_gb_s": 0.0000166667,
+    "lambda_gb_s": 0.0000133334,
     "lambda_request": 0.20 / 1e6,
     "ddb_wru": 0.625 / 1e6,
     "ddb_rru": 0.125 / 1e6,
