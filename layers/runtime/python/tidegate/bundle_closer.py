@@ -52,7 +52,7 @@ class BundleCloser(Closer):
     ) -> CloseOutcome:
         outcome = CloseOutcome(watermark=watermark)
         p = self.pipeline
-        meta = keys.meta_pk(p.name, p.state_version)
+        meta = self.watermarks.pk  # the progress lives beside the watermarks
         progress = self.store.get(meta, bundles.BUNDLED_SK) or {}
         closed = int(progress["closed"]) if "closed" in progress else None
         panes = sorted(int(pane) for pane in progress.get("panes", ()))

@@ -84,18 +84,21 @@ def bundle_items(
     """The rows of one pane as bundle items of at most ~BUNDLE_BYTES each, keyed so that a
     retried flush of the same buffer names the same items."""
     encoded = [[r.key, r.n, r.tmin, r.tmax, r.first_ws, r.acc] for r in rows]
-    chunks: list[list[list[Any]]] = [encoded]
-    # Split until every chunk fits (compression makes the size known only after the fact).
-    while True:
-        blobs = [dumps(c) for c in chunks]
-        if all(len(b) <= BUNDLE_BYTES for b in blobs) or all(len(c) == 1 for c in chunks):
-            break
-        chunks = [half for c in chunks for half in (c[: len(c) // 2], c[len(c) // 2:]) if half]
     return [
         {"PK": pk, "SK": f"{partition}#{through}#{i:04d}", "data": blob,
          "n": sum(row[1] for row in chunk), "expire_at": expire_at}
-        for i, (chunk, blob) in enumerate(zip(chunks, blobs, strict=True))
+        for i, (chunk, blob) in enumerate(_fitting(encoded))
     ]
+
+
+def _fitting(rows: list[list[Any]]) -> list[tuple[list[list[Any]], bytes]]:
+    """`rows` compressed in halves until each fits BUNDLE_BYTES (compression tells the size
+    only after the fact); a chunk that fits is not compressed again."""
+    blob = dumps(rows)
+    if len(blob) <= BUNDLE_BYTES or len(rows) == 1:
+        return [(rows, blob)]
+    half = len(rows) // 2
+    return _fitting(rows[:half]) + _fitting(rows[half:])
 
 
 def rows_of(item: Item) -> list[Row]:

@@ -17,7 +17,8 @@ Exactly-once effect on the aggregates, with at-least-once delivery:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,15 @@ _MAX_CONFLICT_RETRIES = 8
 # _REPORT_MS before the end, leaving time to send dead letters and answer Lambda.
 _STOP_MS = 4_000
 _REPORT_MS = 2_500
+
+
+@contextmanager
+def _invocation(time_left_ms: Callable[[], int] | None) -> Iterator[None]:
+    """An invocation's work: AWS retries stop _REPORT_MS before Lambda's time is up (when
+    the context says how much is left), and the collector waits until the batch is done."""
+    budget_s = None if time_left_ms is None else (time_left_ms() - _REPORT_MS) / 1000
+    with retry_budget(budget_s), collector_paused():
+        yield
 
 
 @dataclass
@@ -96,8 +106,7 @@ class Ingestor:
         from tidegate.mini_batch import MiniBatch
 
         outcome = BatchOutcome(records=len(records))
-        budget_s = None if time_left_ms is None else (time_left_ms() - _REPORT_MS) / 1000
-        with retry_budget(budget_s), collector_paused():
+        with _invocation(time_left_ms):
             new_state = MiniBatch(self).process(batch_of(records), state, final, outcome)
         return outcome, new_state
 
@@ -106,8 +115,7 @@ class Ingestor:
     ) -> BatchOutcome:
         """Process one batch; with `time_left_ms` (the Lambda context's), AWS retries stop
         and the rest of the batch is reported failed before the function would time out."""
-        budget_s = None if time_left_ms is None else (time_left_ms() - _REPORT_MS) / 1000
-        with retry_budget(budget_s), collector_paused():
+        with _invocation(time_left_ms):
             if self.pipeline.mini_batch.allow_latency:
                 return self._process_folded(records)
             return self._process(records, time_left_ms)

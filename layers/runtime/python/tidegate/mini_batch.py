@@ -13,9 +13,10 @@ What stays exact:
   folded (`through`), and the partition's watermark item the position written through
   (`pos`); a record at or below either was folded before and is skipped. A failed
   invocation is retried by Lambda with the state of the last one that succeeded.
-* A flush is idempotent: every item it writes gets the buffer's `through` as its high-water
-  mark, so a retried flush skips the items it wrote before (the event source mapping
-  retries the final invocation with the same state until it succeeds).
+* A flush is idempotent: its bundles (tidegate/bundles.py) and the partition's
+  written-through position go in one transaction, so a retried flush (the event source
+  mapping retries the final invocation with the same state until it succeeds) finds the
+  position taken and writes nothing.
 * The partition's watermark advances only on a flush, to the highest event time written,
   after the writes. Until then the shard holds the pipeline watermark where it was, so no
   window a buffered partial belongs to can close before the partial is written, provided
@@ -112,6 +113,13 @@ def redrive_ledger_sk(redrive_id: str) -> str:
     return _LEDGER_PREFIX + redrive_id
 
 
+def _judged_at(marks: WatermarkState, watermark: int, partition: str) -> int:
+    """Where a shard's buffered partials are judged: where the pipeline watermark may be
+    when they are written, which is at most the shard's own watermark (held until then)."""
+    own = marks.partitions.get(partition)
+    return max(watermark, own.watermark if own else MIN_WATERMARK)
+
+
 def is_window_event(event: dict[str, Any]) -> bool:
     """An invocation of an event source mapping with a tumbling window."""
     return "isFinalInvokeForWindow" in event and "window" in event
@@ -199,29 +207,19 @@ class MiniBatch:
                 raise OutputRefusedError("the dead-letter queue refused some records")
             outcome.dead_lettered += len(rejected)
 
-        # Judged where the pipeline watermark may be when this is written: at most the shard's
-        # own, held until then.
-        judge_at = {}
-        for partition in seen:
-            own = marks.partitions.get(partition)
-            judge_at[partition] = max(watermark, own.watermark if own else MIN_WATERMARK)
+        judge_at = {p: _judged_at(marks, watermark, p) for p in seen}
         late: dict[int, list[int]] = {}
         for group in ingest.grouped(batch):
             indices = [i for i in group.indices if i in fresh_set]
             if not indices:
                 continue
             at_watermark = judge_at[columns.partitions[indices[0]]]
-            if self.windows.all_final(group.sk, at_watermark):
+            if self.windows.first_open_window(group.sk, at_watermark) is None:
                 late.setdefault(at_watermark, []).extend(indices)
                 continue
             pane = self.windows.slot(batch.times[indices[0]])
             times = group.times(indices)
-            values = group.values(indices)
-            if len(values) == 1:
-                acc = self.acc.of_event(values[0])
-            else:
-                acc = self.acc.create()
-                self.acc.add_events(acc, values)
+            acc = self.acc.of_events(group.values(indices))
             at = (group.key, pane)
             found = buffer.partials.get(at)
             if found is None:
@@ -239,9 +237,9 @@ class MiniBatch:
         for at_watermark, indices in sorted(late.items()):
             ingest.send_late(batch, sorted(indices), at_watermark)
             outcome.late += len(indices)
-        for partition in sorted(set(columns.partitions)):
-            top_mark = max(columns.mark(i) for i, p in enumerate(columns.partitions)
-                           if p == partition)
+        for partition in set(columns.partitions):  # one: checked above
+            # Marks order as their positions across the batch: the highest, padded once.
+            top_mark = max(columns.marks).zfill(POSITION_WIDTH)
             if top_mark > buffer.through.get(partition, ""):
                 buffer.through[partition] = top_mark
             # Alive, so the shard is not taken for idle while it holds partials: a write
@@ -285,14 +283,11 @@ class MiniBatch:
         delay = pipeline.watermark.delay
         for partition, folded in sorted(buffer.through.items()):
             through = folded.zfill(POSITION_WIDTH)
-            own = marks.partitions.get(partition)
-            # The windows a partial may still join: those not final at the shard's own
-            # watermark, which the pipeline watermark has not passed (it is held there).
-            judge_at = max(watermark, own.watermark if own else MIN_WATERMARK)
+            judge_at = _judged_at(marks, watermark, partition)
             rows: dict[int, list[bundles.Row]] = {}
             late: list[tuple[str, Partial]] = []
             for (key, pane), partial in sorted(buffer.partials.items()):
-                first_ws = self.windows.first_open_window(pane, judge_at)
+                first_ws = self.windows.first_open_window(self.windows.sk_of(pane), judge_at)
                 if first_ws is None:
                     late.append((key, partial))
                     continue

@@ -101,6 +101,14 @@ class AccumulatorSet:
                 acc[name] = add(empty.copy() if type(empty) is list else empty, value)
         return acc
 
+    def of_events(self, events: list[dict[str, Any]]) -> dict[str, Any]:
+        """create() with `events` added: of_event for one, add_events for more."""
+        if len(events) == 1:
+            return self.of_event(events[0])
+        acc = self.create()
+        self.add_events(acc, events)
+        return acc
+
     def add_event(self, acc: dict[str, Any], values: dict[str, Any]) -> None:
         """Fold one event's field values into `acc` in place; absent optional values skip."""
         for state_name in self._counters:

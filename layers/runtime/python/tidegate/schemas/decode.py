@@ -69,9 +69,6 @@ class DecodedBatch:
     def record(self, index: int) -> SourceRecord:
         return self.source.record(index)
 
-    def event(self, index: int) -> Event:
-        return Event(self.times[index], self.keys[index], self.values[index])  # type: ignore[arg-type]
-
 
 def _describe(exc: ValidationError) -> str:
     parts = []

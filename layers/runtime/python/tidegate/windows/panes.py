@@ -46,14 +46,18 @@ class PaneState:
 
     def item_of(self, key: str, pane: int) -> tuple[str, str]:
         """(PK, SK) of the key's item of the pane starting at `pane`."""
+        # _item_keys, its memo read inline (once per batch group).
+        found = self._keys.get(key) or self._item_keys(key)
+        return found[0], self._sks.get(pane) or self.sk_of(pane)
+
+    def sk_of(self, pane: int) -> str:
+        """The SK of the pane starting at `pane` (memoised: a batch spans a few panes)."""
         sk = self._sks.get(pane)
         if sk is None:
             if len(self._sks) >= _MEMO_LIMIT:
                 self._sks.clear()
             sk = self._sks[pane] = keys.pane_sk(pane)
-        # _item_keys, its memo read inline (once per batch group).
-        found = self._keys.get(key) or self._item_keys(key)
-        return found[0], sk
+        return sk
 
     def slot(self, time_ms: int) -> int:
         return time_ms - time_ms % self._pane_ms  # assigner.pane_of, inline
@@ -109,13 +113,13 @@ class PaneState:
             return Verdict(None, expected, [], [], duplicates)
         times, values = batch.times, batch.values
         if len(fresh) == 1:
+            # Most groups: one event, without the lists of group.times/values (hot path).
             (i,) = fresh
             acc = self.acc.of_event(values[i])  # type: ignore[arg-type]  # valid record
             tmin = tmax = times[i]
         else:
-            acc = self.acc.create()
-            self.acc.add_events(acc, [values[i] for i in fresh])  # type: ignore[misc]
-            fresh_times = [times[i] for i in fresh]
+            acc = self.acc.of_events(group.values(fresh))
+            fresh_times = group.times(fresh)
             tmin, tmax = min(fresh_times), max(fresh_times)
         new = self.merged_partial(group.key, group.sk, acc, len(fresh), tmin, tmax, item,
                                   watermark)
@@ -124,18 +128,13 @@ class PaneState:
         new["hw"] = marks
         return Verdict(new, expected, fresh, [], duplicates)
 
-    def first_open_window(self, pane: int, watermark: int) -> int | None:
-        """The start of the pane's first window not final at `watermark`; None when every
-        window of the pane is."""
-        last_ws, first_unfinal = self._pane_bounds(keys.pane_sk(pane), watermark)
-        return None if first_unfinal > last_ws else first_unfinal
-
-    def all_final(self, sk: str, watermark: int) -> bool:
-        """Every window of the pane is final at `watermark`: its events are late."""
+    def first_open_window(self, sk: str, watermark: int) -> int | None:
+        """The start of the first window of the pane `sk` not final at `watermark`; None
+        when every window of the pane is (its events are late)."""
         last_ws, first_unfinal = self._bounds.get((sk, watermark)) or self._pane_bounds(
             sk, watermark
         )
-        return first_unfinal > last_ws
+        return None if first_unfinal > last_ws else first_unfinal
 
     def merged_partial(
         self, key: str, sk: str, acc: dict[str, Any], n: int, tmin: int, tmax: int,

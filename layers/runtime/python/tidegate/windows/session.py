@@ -131,11 +131,8 @@ class SessionState:
     def locate(self, key: str, time_ms: int) -> tuple[str, str]:
         return keys.key_pk(self.pipeline.name, self.pipeline.state_version, key), OPEN_SESSIONS_SK
 
-    def slot(self, time_ms: int) -> int:
-        return 0  # all of a key's open sessions share one item
-
     def slots(self, times: list[int]) -> list[int]:
-        return [0] * len(times)
+        return [0] * len(times)  # all of a key's open sessions share one item
 
     def item_of(self, key: str, slot: int) -> tuple[str, str]:
         return self.locate(key, 0)
