@@ -118,7 +118,10 @@ class BatchDelivery:
         return delivered
 
     def _invoke(self, lane: Lane, batch: list[dict[str, Any]]) -> Any:
-        event = self._event(lane, batch)
+        return self._call(self._event(lane, batch))
+
+    def _call(self, event: dict[str, Any]) -> Any:
+        """One invocation of the handler, through the chaos injector when there is one."""
         context = LambdaContext(self.function_name)
         if self.chaos is None:
             return self.handler(event, context)

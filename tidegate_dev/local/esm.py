@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tidegate.aws import client
-from tidegate_dev.local.context import LambdaContext
 from tidegate_dev.local.delivery import (  # noqa: F401 - re-exported for callers and tests
     BatchDelivery,
     DeliveryError,
@@ -170,12 +169,7 @@ class KinesisEventSourceMapping(BatchDelivery):
         while True:
             self.stats.invocations += 1
             try:
-                context = LambdaContext(self.function_name)
-                if self.chaos is None:
-                    response = self.handler(event, context)
-                else:
-                    with self.chaos.invocation("ingest"):
-                        response = self.handler(event, context)
+                response = self._call(event)
                 if isinstance(response, dict) and "state" in response:
                     break
                 error: BaseException = ValueError(f"final invocation answered {response!r}")

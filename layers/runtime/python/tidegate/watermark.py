@@ -145,7 +145,13 @@ class WatermarkStore:
 
     def advance_pipeline(self, watermark: int) -> int:
         """Store the pipeline watermark; never lowers it. Returns the value now stored."""
-        return self.store.advance_pipeline_watermark(self.pk, keys.PIPELINE_SK, watermark)
+        try:
+            self.store.advance_pipeline_watermark(self.pk, keys.PIPELINE_SK, watermark)
+        except ConditionFailedError as lost:
+            # Another closer stored one at least as high: that one stands.
+            if lost.current is not None:
+                return int(lost.current.get("wm", watermark))
+        return watermark
 
 
 def describe(value: Any) -> str:

@@ -205,17 +205,12 @@ class DynamoStore:
             values={":pos": position},
         )
 
-    def advance_pipeline_watermark(self, pk: str, sk: str, watermark: int) -> int:
+    def advance_pipeline_watermark(self, pk: str, sk: str, watermark: int) -> None:
         # Two closers storing at once: the pipeline watermark never moves back.
-        try:
-            self._update(
-                pk, sk, "SET wm = :wm", "attribute_not_exists(wm) OR wm < :wm",
-                values={":wm": watermark},
-            )
-        except ConditionFailedError as lost:
-            if lost.current is not None:
-                return int(lost.current.get("wm", watermark))
-        return watermark
+        self._update(
+            pk, sk, "SET wm = :wm", "attribute_not_exists(wm) OR wm < :wm",
+            values={":wm": watermark},
+        )
 
     # -- pane windows --------------------------------------------------------------------
     def freeze_pane(

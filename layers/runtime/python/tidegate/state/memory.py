@@ -137,16 +137,11 @@ class MemoryStore:
             {"pos": position},
         )
 
-    def advance_pipeline_watermark(self, pk: str, sk: str, watermark: int) -> int:
-        try:
-            self._update(
-                pk, sk, lambda item: _absent_or(item, "wm", lambda wm: wm < watermark),
-                {"wm": watermark},
-            )
-        except ConditionFailedError as lost:
-            if lost.current is not None:
-                return int(lost.current.get("wm", watermark))
-        return watermark
+    def advance_pipeline_watermark(self, pk: str, sk: str, watermark: int) -> None:
+        self._update(
+            pk, sk, lambda item: _absent_or(item, "wm", lambda wm: wm < watermark),
+            {"wm": watermark},
+        )
 
     # -- pane windows --------------------------------------------------------------------
     def freeze_pane(

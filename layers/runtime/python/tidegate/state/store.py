@@ -88,9 +88,9 @@ class StateStore(Protocol):
         further than the stored one."""
         ...
 
-    def advance_pipeline_watermark(self, pk: str, sk: str, watermark: int) -> int:
-        """Store the pipeline watermark unless a higher or equal one is stored; returns the
-        value stored afterwards."""
+    def advance_pipeline_watermark(self, pk: str, sk: str, watermark: int) -> None:
+        """Store the pipeline watermark unless a higher or equal one is stored. Raises
+        ConditionFailedError, carrying the item, then."""
         ...
 
     # -- pane windows --------------------------------------------------------------------
