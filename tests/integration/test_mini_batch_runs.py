@@ -1,4 +1,4 @@
-"""`mini_batch` end to end (`tidegate local run`'s path): on late-free input every pane window
+"""`mini_batch` end to end (`tidegate local run`'s path): on late-free input every window kind
 gives exactly the results it gives without it, whatever the shards, batch size, where the
 event source mapping's windows end, and the chaos seed; accounting still balances."""
 
@@ -58,7 +58,11 @@ def _results(out: Any) -> list[str]:
     ({"type": "tumbling", "size": "10s"}, 2, 11, 1, 7),
     ({"type": "sliding", "size": "10s", "slide": "5s"}, 2, 4, 3, None),
     ({"type": "sliding", "size": "10s", "slide": "5s"}, 3, 9, None, 11),
-], ids=["tumbling-1x7", "tumbling-3x5-w2", "tumbling-chaos", "sliding-2x4-w3", "sliding-chaos"])
+    ({"type": "session", "gap": "3s"}, 1, 6, 2, None),
+    ({"type": "session", "gap": "1500ms"}, 3, 5, None, None),
+    ({"type": "session", "gap": "3s"}, 2, 8, 3, 5),
+], ids=["tumbling-1x7", "tumbling-3x5-w2", "tumbling-chaos", "sliding-2x4-w3", "sliding-chaos",
+        "session-1x6-w2", "session-3x5", "session-chaos"])
 def test_mini_batch_gives_the_results_of_writing_every_batch(
     moto_url: str, make_pipeline: Callable[..., Pipeline], window: dict[str, Any], shards: int,
     batch_size: int, window_batches: int | None, chaos: int | None,

@@ -20,6 +20,7 @@ from tidegate.ingest import BatchOutcome, Ingestor
 from tidegate.results import WindowResult
 from tidegate.schemas.decode import JsonDecoder
 from tidegate.schemas.event_model import compile_schema
+from tidegate.session_bundle_closer import SessionBundleCloser
 from tidegate.session_closer import SessionCloser
 from tidegate.spec import Pipeline, parse_pipeline
 from tidegate.state import keys
@@ -89,7 +90,7 @@ class Harness:
         batch = sources.records_of(kinesis_event(records, ARN, arrival_s=NOW / 1000))
         return self.ingestor.process(batch)
 
-    def closer(self) -> PaneCloser | SessionCloser | BundleCloser:
+    def closer(self) -> PaneCloser | SessionCloser | BundleCloser | SessionBundleCloser:
         """A closer of its own (two calls: two closers racing on the same state)."""
         common: dict[str, Any] = dict(
             pipeline=self.pipeline, accumulators=self.accumulators, store=self.store,
@@ -97,6 +98,8 @@ class Harness:
             now_ms=lambda: NOW, retention_s=3_600,
         )
         if isinstance(self.windows, SessionState):
+            if self.pipeline.mini_batch.allow_latency:
+                return SessionBundleCloser(sessions=self.windows, **common)
             return SessionCloser(sessions=self.windows, **common)
         if self.pipeline.mini_batch.allow_latency:
             return BundleCloser(assigner=self.windows.assigner, **common)

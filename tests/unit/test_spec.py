@@ -226,8 +226,9 @@ def test_section_and_cross_section_problems_are_listed_together() -> None:
         ),
         ({"capacity": {"mode": "reserved"}}, "capacity.mode: "),
         (
-            {"mini_batch": {"allow_latency": "30s"}, "window": {"type": "session", "gap": "5s"}},
-            "mini_batch: not available for session windows yet",
+            {"mini_batch": {"allow_latency": "30s"},
+             "window": {"type": "session", "gap": "5s", "max_length": "1m"}},
+            "mini_batch: not available for session windows with window.max_length",
         ),
     ],
 )

@@ -73,17 +73,9 @@ class BundleCloser(Closer):
             if decision == Decision.HOLD:
                 break  # a replay's switch decides who publishes this window and the rest
             results = self._window(ws, read)
-            if decision == Decision.PUBLISH and results:
-                failed = set()
-                for i in range(0, len(results), batch):
-                    chunk = results[i : i + batch]
-                    failed |= {i + j for j in self._send(chunk)}
-                if failed:
-                    outcome.publish_failures += len(failed)
-                    break  # published again, same keys, by the next run
-                outcome.results_published += len(results)
-                outcome.results += results
-            elif results:
+            if decision == Decision.PUBLISH and not self.publish_results(results, batch, outcome):
+                break  # published again, same keys, by the next run
+            if decision != Decision.PUBLISH:
                 outcome.suppressed += len(results)
             outcome.windows_closed += len(results)
             published_through = end

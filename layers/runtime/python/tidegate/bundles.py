@@ -7,7 +7,7 @@ would pay for a kilobyte to store a tenth of one. A bundle holds thousands.
 
 | item      | PK                                   | SK                                   |
 |-----------|--------------------------------------|--------------------------------------|
-| bundle    | `B#<pipeline>#v<ver>#P#<pane start>` | `<partition>#<flushed through>#<n>`  |
+| bundle    | `B#<pipeline>#v<ver>#P#<pane start>` (sessions: bucket start) | `<partition>#<flushed through>#<n>`  |
 | progress  | `M#<pipeline>#v<ver>`                | `BUNDLED` (`panes`: set, `closed`)   |
 
 A flush is one transaction (state/store.py `write_bundles`): its bundles, the partition's
@@ -47,7 +47,9 @@ class Row:
     n: int
     tmin: int
     tmax: int
-    first_ws: int  # the first window (start) this partial joins
+    # Panes: the first window (start) this partial joins. Sessions: the watermark the
+    # fragment was judged at (tidegate/partials.py).
+    first_ws: int
     acc: dict[str, Any]
 
 

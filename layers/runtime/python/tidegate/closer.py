@@ -240,6 +240,20 @@ class Closer:
             pending = [pending[i] for i in failed]
         return set(pending)
 
+    def publish_results(
+        self, results: list[WindowResult], batch: int, outcome: CloseOutcome,
+    ) -> bool:
+        """Publish `batch` at a time; False when some failed (the run stops there)."""
+        failed: set[int] = set()
+        for i in range(0, len(results), batch):
+            failed |= {i + j for j in self._send(results[i : i + batch])}
+        if failed:
+            outcome.publish_failures += len(failed)
+            return False
+        outcome.results_published += len(results)
+        outcome.results += results
+        return True
+
     def claims(self, watermark: int, partitions: list[str] | None = None) -> list[Claim]:
         raise NotImplementedError
 

@@ -1,5 +1,6 @@
 """Mini-batch pre-aggregation (`mini_batch: {allow_latency: ...}`): a shard's batches are
-folded into partials per (key, pane) that Lambda's event source mapping carries between
+folded into partials per (key, pane), or per key and session fragment (the window kind's
+rules: tidegate/partials.py), that Lambda's event source mapping carries between
 invocations (its tumbling window, up to 1 MB of state per shard), and written once, on the
 window's final invocation.
 
@@ -24,7 +25,8 @@ What stays exact:
   enforced by the spec; each invocation marks the shard alive).
 * Lateness is judged at fold time against the shard's own watermark, which the pipeline
   watermark cannot pass before the flush: an event is late when every window of its pane
-  is final there. This is stricter than without mini-batch (the pipeline watermark, the
+  is final there (sessions: when the session its events form in the buffer is). This is
+  stricter than without mini-batch (the pipeline watermark, the
   minimum over shards, may be lower) only for events behind their own shard's watermark.
 * Poison records go to the dead-letter queue and late records to the late queue at once,
   before the invocation answers.
@@ -39,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from tidegate import bundles
 from tidegate.dlq import dead_letter
 from tidegate.errors import OutputRefusedError, TransactionConflictError
+from tidegate.partials import PaneFold, Partial, Partials, SessionFold
 from tidegate.rejections import LATE
 from tidegate.schemas.decode import DecodedBatch
 from tidegate.sources.records import SourceBatch
@@ -46,6 +49,7 @@ from tidegate.state import keys
 from tidegate.state.keys import POSITION_WIDTH
 from tidegate.watermark import MIN_WATERMARK, WatermarkState
 from tidegate.windows.panes import PaneState
+from tidegate.windows.session import SessionState
 
 if TYPE_CHECKING:
     from tidegate.ingest import BatchOutcome, Ingestor
@@ -57,14 +61,6 @@ _FORMAT = 1
 
 
 @dataclass
-class Partial:
-    acc: dict[str, Any]
-    n: int
-    tmin: int
-    tmax: int
-
-
-@dataclass
 class Buffer:
     """What the event source mapping carries between a shard's invocations."""
 
@@ -72,7 +68,7 @@ class Buffer:
     through: dict[str, str] = field(default_factory=dict)
     # Partition -> the highest event time folded and not yet written.
     top: dict[str, int] = field(default_factory=dict)
-    partials: dict[tuple[str, int], Partial] = field(default_factory=dict)
+    partials: Partials = field(default_factory=dict)
     # Redrive ids (tidegate/redrive.py) of the redriven records folded and not yet written.
     redriven: set[str] = field(default_factory=set)
 
@@ -130,11 +126,15 @@ class MiniBatch:
     store and watermarks are the `Ingestor`'s."""
 
     def __init__(self, ingest: Ingestor) -> None:
-        if not isinstance(ingest.windows, PaneState):
-            raise TypeError("mini-batch pre-aggregation needs pane windows")
         self.ingest = ingest
-        self.windows: PaneState = ingest.windows
-        self.acc = ingest.windows.acc
+        windows = ingest.windows
+        self.rules: PaneFold | SessionFold
+        if isinstance(windows, PaneState):
+            self.rules = PaneFold(windows)
+        elif isinstance(windows, SessionState):
+            self.rules = SessionFold(windows)
+        else:
+            raise TypeError(f"no mini-batch rules for {type(windows).__name__}")
 
     def process(
         self, records: SourceBatch, state: dict[str, Any] | None, final: bool,
@@ -209,31 +209,24 @@ class MiniBatch:
 
         judge_at = {p: _judged_at(marks, watermark, p) for p in seen}
         late: dict[int, list[int]] = {}
+        self.rules.begin(buffer.partials)
         for group in ingest.grouped(batch):
             indices = [i for i in group.indices if i in fresh_set]
             if not indices:
                 continue
-            at_watermark = judge_at[columns.partitions[indices[0]]]
-            if self.windows.first_open_window(group.sk, at_watermark) is None:
-                late.setdefault(at_watermark, []).extend(indices)
-                continue
-            pane = self.windows.slot(batch.times[indices[0]])
-            times = group.times(indices)
-            acc = self.acc.of_events(group.values(indices))
-            at = (group.key, pane)
-            found = buffer.partials.get(at)
-            if found is None:
-                buffer.partials[at] = Partial(acc, len(indices), min(times), max(times))
-            else:
-                found.acc = self.acc.merge(found.acc, acc)
-                found.n += len(indices)
-                found.tmin = min(found.tmin, min(times))
-                found.tmax = max(found.tmax, max(times))
+            partition = columns.partitions[indices[0]]
+            at_watermark = judge_at[partition]
+            late_ones = self.rules.fold(buffer.partials, group, indices, at_watermark)
+            if late_ones:
+                late.setdefault(at_watermark, []).extend(late_ones)
+                late_set = set(late_ones)
+                indices = [i for i in indices if i not in late_set]
+                if not indices:
+                    continue
             outcome.buffered += len(indices)
-            for i in indices:
-                partition = columns.partitions[i]
-                if batch.times[i] > buffer.top.get(partition, MIN_WATERMARK):
-                    buffer.top[partition] = batch.times[i]
+            top = max(group.times(indices))
+            if top > buffer.top.get(partition, MIN_WATERMARK):
+                buffer.top[partition] = top
         for at_watermark, indices in sorted(late.items()):
             ingest.send_late(batch, sorted(indices), at_watermark)
             outcome.late += len(indices)
@@ -284,18 +277,9 @@ class MiniBatch:
         for partition, folded in sorted(buffer.through.items()):
             through = folded.zfill(POSITION_WIDTH)
             judge_at = _judged_at(marks, watermark, partition)
-            rows: dict[int, list[bundles.Row]] = {}
-            late: list[tuple[str, Partial]] = []
-            for (key, pane), partial in sorted(buffer.partials.items()):
-                first_ws = self.windows.first_open_window(self.windows.sk_of(pane), judge_at)
-                if first_ws is None:
-                    late.append((key, partial))
-                    continue
-                rows.setdefault(pane, []).append(bundles.Row(
-                    key, partial.n, partial.tmin, partial.tmax, first_ws, partial.acc))
+            rows, late = self.rules.rows(buffer.partials, judge_at)
             expire_at = now // 1000 + max(
-                bundles.BUNDLE_RETENTION_S,
-                (self.windows.assigner.size_ms + pipeline.allowed_lateness) // 1000 + 86_400)
+                bundles.BUNDLE_RETENTION_S, self.rules.retention_ms // 1000 + 86_400)
             items = [
                 item
                 for pane, pane_rows in sorted(rows.items())

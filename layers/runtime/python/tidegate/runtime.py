@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from tidegate.closer import PaneCloser
     from tidegate.ingest import Ingestor
     from tidegate.partitions import KinesisPartitions, StaticPartitions
+    from tidegate.session_bundle_closer import SessionBundleCloser
     from tidegate.session_closer import SessionCloser
 
 # Conditional writes in flight at once in Lambda, where each waits ~5 ms on the network.
@@ -161,9 +162,10 @@ class Runtime:
             )
         return int(value)
 
-    def closer(self) -> PaneCloser | SessionCloser | BundleCloser:
+    def closer(self) -> PaneCloser | SessionCloser | BundleCloser | SessionBundleCloser:
         from tidegate.bundle_closer import BundleCloser
         from tidegate.closer import PaneCloser
+        from tidegate.session_bundle_closer import SessionBundleCloser
         from tidegate.session_closer import SessionCloser
         from tidegate.sinks import sink_for
 
@@ -178,11 +180,13 @@ class Runtime:
             retention_s=self.retention_s,
         )
         state = self.window_state
-        closer: PaneCloser | SessionCloser | BundleCloser
+        closer: PaneCloser | SessionCloser | BundleCloser | SessionBundleCloser
+        bundled = bool(self.pipeline.mini_batch.allow_latency)  # state by the kilobyte
         if isinstance(state, SessionState):  # the kind's own closing
-            closer = SessionCloser(sessions=state, **common)
-        elif self.pipeline.mini_batch.allow_latency:
-            closer = BundleCloser(assigner=state.assigner, **common)  # state by the kilobyte
+            closer = (SessionBundleCloser(sessions=state, **common) if bundled
+                      else SessionCloser(sessions=state, **common))
+        elif bundled:
+            closer = BundleCloser(assigner=state.assigner, **common)
         else:
             closer = PaneCloser(assigner=state.assigner, **common)
         closer.concurrency = self.write_concurrency

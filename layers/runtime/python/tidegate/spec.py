@@ -429,11 +429,13 @@ class Pipeline(_Model):
         latency = self.mini_batch.allow_latency
         if not latency:
             return self
-        if isinstance(self.window, SessionWindow):
+        if isinstance(self.window, SessionWindow) and self.window.max_length is not None:
+            # A buffered fragment holds many events: where one event would have started a
+            # new session at max_length, a fragment cannot be split.
             raise PydanticCustomError(
                 "setting_conflict",
-                "mini_batch: not available for session windows yet (tumbling and sliding "
-                "windows only)",
+                "mini_batch: not available for session windows with window.max_length "
+                "(fragments of many events cannot be split where a session reaches it)",
             )
         if self.emit == "updates":
             raise PydanticCustomError(

@@ -380,6 +380,17 @@ class DynamoStore:
             values[":e"] = expected
         self._update(pk, sk, expression, condition, values=values)
 
+    def keep_until(self, pk: str, sk: str, expire_at: int) -> None:
+        try:
+            self._update(
+                pk, sk, f"SET {TTL_ATTRIBUTE} = :t",
+                f"attribute_exists(#pk) AND (attribute_not_exists({TTL_ATTRIBUTE})"
+                f" OR {TTL_ATTRIBUTE} < :t)",
+                names={"#pk": PK}, values={":t": expire_at},
+            )
+        except ConditionFailedError:
+            pass  # gone, or kept already by a racing closer
+
     # -- state versions ------------------------------------------------------------------
     def switch_active_version(
         self, pk: str, sk: str, from_version: int, to_version: int,

@@ -256,6 +256,12 @@ class MemoryStore:
 
         self._update(pk, sk, holds, {"closed": closed_through}, change=change)
 
+    def keep_until(self, pk: str, sk: str, expire_at: int) -> None:
+        with self._lock:
+            item = self.items.get((pk, sk))
+            if item is not None and _absent_or(item, TTL_ATTRIBUTE, lambda t: t < expire_at):
+                self.items[(pk, sk)] = {**item, TTL_ATTRIBUTE: expire_at}
+
     def close_sessions(
         self, pk: str, sk: str, expected_version: int, results: list[Item],
         remaining: list[dict[str, Any]], remaining_n: int, next_check_at: int | None,

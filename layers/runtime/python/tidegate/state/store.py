@@ -168,6 +168,11 @@ class StateStore(Protocol):
         progress is no longer `expected` (None: none stored): another closer got there."""
         ...
 
+    def keep_until(self, pk: str, sk: str, expire_at: int) -> None:
+        """Raise an existing item's expiry to `expire_at` (never lowers it; an item gone is
+        not recreated): bundles of a session that outlasts their retention."""
+        ...
+
     # -- state versions ------------------------------------------------------------------
     def switch_active_version(
         self, pk: str, sk: str, from_version: int, to_version: int,
