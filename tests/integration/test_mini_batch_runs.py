@@ -129,3 +129,58 @@ def test_mini_batch_on_kafka_and_avro_with_allowed_lateness(
     assert _results(folded) == _results(plain)
     assert folded.summary["aggregated"] == len(lines)
     assert_accounting(folded.summary)
+
+
+def _by_version(out: Any) -> dict[tuple[str, int, int, int], str]:
+    """Results by (key, window, version); one version published with two contents fails."""
+    seen: dict[tuple[str, int, int, int], set[str]] = {}
+    for r in out.results:
+        ident = (json.dumps(r["key"]), r["window_start"], r["window_end"], r["version"])
+        seen.setdefault(ident, set()).add(json.dumps(r["aggregates"], sort_keys=True))
+    assert all(len(v) == 1 for v in seen.values()), seen
+    return {k: next(iter(v)) for k, v in seen.items()}
+
+
+def _finals(out: Any) -> list[tuple[str, int, int, str]]:
+    return sorted((json.dumps(r["key"]), r["window_start"], r["window_end"],
+                   json.dumps(r["aggregates"], sort_keys=True)) for r in out.results if r["final"])
+
+
+@pytest.mark.parametrize("window", [
+    {"type": "tumbling", "size": "10s"},
+    {"type": "sliding", "size": "10s", "slide": "5s"},
+    {"type": "session", "gap": "3s"},
+], ids=["tumbling", "sliding", "session"])
+def test_updates_with_mini_batch_end_in_the_final_results_of_writing_every_batch(
+    moto_url: str, make_pipeline: Callable[..., Pipeline], window: dict[str, Any],
+) -> None:
+    lines = _late_free(21, events=200)
+    common: dict[str, Any] = dict(window=window, watermark={"delay": f"{DELAY_MS}ms"},
+                                  allowed_lateness="6s", emit="updates")
+    plain = run_pipeline(make_pipeline(**common), lines, shards=2, batch_size=6,
+                         endpoint_url=moto_url)
+    pipeline = make_pipeline(**common, mini_batch={"allow_latency": "20s"})
+
+    # WHEN the same input runs with mini-batch, cleanly and under chaos
+    folded = run_pipeline(pipeline, lines, shards=2, batch_size=6, endpoint_url=moto_url,
+                          window_batches=2)
+    chaotic = run_pipeline(pipeline, lines, shards=2, batch_size=6, endpoint_url=moto_url,
+                           window_batches=2, chaos_seed=3)
+
+    # THEN early versions came before the final ones, each version has one content, later
+    # versions of a window hold more events, and the final results are those without it
+    assert any(not r["final"] for r in folded.results)
+    versions = _by_version(folded)
+    finals = {(json.dumps(r["key"]), r["window_start"], r["window_end"], r["version"])
+              for r in folded.results if r["final"]}
+    for ident, content in versions.items():
+        key, start, end, version = ident
+        earlier = [json.loads(c)["n"] for (k, s, e, v), c in versions.items()
+                   if (k, s, e) == (key, start, end) and v < version]
+        if earlier:  # a final version may repeat the last early one's content
+            n = json.loads(content)["n"]
+            assert n >= max(earlier) if ident in finals else n > max(earlier)
+    assert _finals(folded) == _finals(plain)
+    assert len(_finals(folded)) == len({(k, s, e) for k, s, e, _ in versions})
+    assert _by_version(chaotic) == versions
+    assert_accounting(folded.summary)

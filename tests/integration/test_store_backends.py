@@ -184,6 +184,11 @@ def bundles(run: Recorder) -> None:
     run("advance_bundle_progress", META, "BUNDLED", 10, None, [0])
     run("advance_bundle_progress", META, "BUNDLED", 30, 10, [10, 20])  # the set empties
     run("get", META, "BUNDLED")
+    run("keep_until", "B#p#v1#P#0", "shard-0#05#0000", 200)  # raised
+    run("keep_until", "B#p#v1#P#0", "shard-0#05#0000", 150)  # never lowered
+    run("keep_until", "B#p#v1#P#0", "shard-0#99#0000", 300)  # gone: not recreated
+    run("get", "B#p#v1#P#0", "shard-0#05#0000")
+    run("get", "B#p#v1#P#0", "shard-0#99#0000")
 
 
 SCRIPTS: dict[str, tuple[Callable[[Recorder], None], tuple[str, ...]]] = {

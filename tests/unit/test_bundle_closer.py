@@ -194,3 +194,56 @@ def test_conditional_progress_refuses_a_stale_expectation() -> None:
         store.advance_bundle_progress("M#p#v1", "BUNDLED", 20, None, [])
     store.advance_bundle_progress("M#p#v1", "BUNDLED", 20, 10, [])
 
+
+
+def test_updates_publish_a_new_version_only_for_the_keys_a_new_flush_reached() -> None:
+    h = _harness(emit="updates", allowed_lateness="5s")
+    shard = Shard(h)
+    shard.invoke([("a", B + 1_000, 1), ("b", B + 2_000, 5)])
+    shard.end_window()
+    shard.invoke([("c", B + 12_000, 1)])  # the watermark passes [B, B+10s)'s end
+    shard.end_window()
+
+    # WHEN the closer runs, then a flush adds to a's window, then the closer runs twice more
+    first = h.close()
+    shard.invoke([("a", B + 8_000, 2)])  # within the lateness: not late
+    shard.end_window()
+    second = h.close()
+    third = h.close()
+    final = h.close(flush=True)
+
+    def versions(outcome: Any) -> dict[tuple[str, int], tuple[int, bool, int]]:
+        return {(r["key"]["user"], r["window_start"] - B):
+                (r["version"], r["final"], r["aggregates"]["n"]) for r in outcome.results}
+
+    # THEN early versions first; a new one for a alone; nothing when nothing changed; and
+    # final versions one above the number of flushes (whether or not an early version of
+    # that many went out: c's did not, the run jumped to the end)
+    assert versions(first) == {("a", 0): (1, False, 1), ("b", 0): (1, False, 1)}
+    assert versions(second) == {("a", 0): (2, False, 2)}
+    assert third.results == []
+    assert versions(final) == {("a", 0): (3, True, 2), ("b", 0): (2, True, 1),
+                               ("c", 10_000): (2, True, 1)}
+
+
+def test_an_early_version_lost_to_a_crash_comes_again_with_the_same_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    h = _harness(emit="updates", allowed_lateness="5s")
+    shard = Shard(h)
+    shard.invoke([("a", B + 1_000, 1), ("c", B + 12_000, 1)])
+    shard.end_window()
+
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the closer died here")
+
+    monkeypatch.setattr(h.store, "advance_bundle_progress", crash)
+    with pytest.raises(RuntimeError):
+        h.close()
+    crashed = [r["idempotency_key"] for r in h.sink.published]
+    monkeypatch.undo()
+
+    again = h.close()
+
+    assert crashed and [r["idempotency_key"] for r in again.results] == crashed
+    assert h.close().results == []

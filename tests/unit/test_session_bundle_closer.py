@@ -168,3 +168,27 @@ def test_buckets_leave_the_set_once_published_and_open_sessions_keep_their_bundl
     shard.end_window()
     h.close()
     assert {int(b) for b in _progress(h)["panes"]} == {B + 120_000}
+
+
+def test_updates_give_a_session_a_new_version_only_when_a_flush_reached_it() -> None:
+    h = _harness(emit="updates", allowed_lateness="10s")
+    shard = Shard(h)
+    shard.invoke([("a", B + 1_000, 1), ("b", B + 2_000, 5), ("c", B + 8_000, 1)])
+    shard.end_window()  # watermark B+8s: a's and b's sessions ended, none is final
+
+    first = h.close()
+    shard.invoke([("a", B + 3_500, 2)])  # joins a's session (it ends at B+4s, final at B+14s)
+    shard.end_window()
+    second = h.close()
+    final = h.close(flush=True)
+
+    def versions(outcome: Any) -> dict[tuple[str, int, int], tuple[int, bool, int]]:
+        return {(r["key"]["user"], r["window_start"] - B, r["window_end"] - B):
+                (r["version"], r["final"], r["aggregates"]["n"]) for r in outcome.results}
+
+    assert versions(first) == {("a", 1_000, 4_000): (1, False, 1),
+                               ("b", 2_000, 5_000): (1, False, 1)}
+    assert versions(second) == {("a", 1_000, 6_500): (2, False, 2)}
+    assert versions(final) == {("a", 1_000, 6_500): (3, True, 2),
+                               ("b", 2_000, 5_000): (2, True, 1),
+                               ("c", 8_000, 11_000): (2, True, 1)}

@@ -5,10 +5,14 @@ DynamoDB bills a write per item per started kilobyte, and a partial (a key's acc
 count and times for one pane) is ~100 bytes of JSON, half that compressed: a per-key item
 would pay for a kilobyte to store a tenth of one. A bundle holds thousands.
 
-| item      | PK                                   | SK                                   |
-|-----------|--------------------------------------|--------------------------------------|
-| bundle    | `B#<pipeline>#v<ver>#P#<pane start>` (sessions: bucket start) | `<partition>#<flushed through>#<n>`  |
-| progress  | `M#<pipeline>#v<ver>`                | `BUNDLED` (`panes`: set, `closed`)   |
+| item      | PK                                 | SK                                  |
+|-----------|------------------------------------|-------------------------------------|
+| bundle    | `B#<pipeline>#v<ver>#P#<bucket>`   | `<partition>#<flushed through>#<n>` |
+| progress  | `M#<pipeline>#v<ver>`              | `BUNDLED`                           |
+
+A bucket is a pane's start (sessions: the start of a bucket of the gap, tidegate/partials.py).
+The progress item holds `panes` (the buckets holding bundles), `closed` and, with `emit:
+updates`, `early` and `seen` (tidegate/bundle_closer.py).
 
 A flush is one transaction (state/store.py `write_bundles`): its bundles, the partition's
 written-through position and the set of panes holding bundles, all or nothing. A retried
@@ -23,12 +27,12 @@ from __future__ import annotations
 
 import json
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from tidegate.state import keys
-from tidegate.state.store import Item
+from tidegate.state.store import Item, StateStore
 
 BUNDLED_SK = "BUNDLED"
 # Well under DynamoDB's 400 KB item limit, compressed.
@@ -108,3 +112,37 @@ def rows_of(item: Item) -> list[Row]:
     raw = data.value if hasattr(data, "value") else data  # boto3: Binary; memory: bytes
     return [Row(k, int(n), int(tmin), int(tmax), int(first), acc)
             for k, n, tmin, tmax, first, acc in loads(bytes(raw))]
+
+
+def flush_of(item: Item) -> tuple[str, str]:
+    """(partition, written-through position) of the flush that wrote a bundle item."""
+    partition, through, _ = str(item["SK"]).rsplit("#", 2)
+    return partition, through
+
+
+@dataclass
+class Progress:
+    """The closer's `BUNDLED` item, as read at the start of a run."""
+
+    panes: list[int] = field(default_factory=list)  # sessions: buckets
+    # Panes: the end of the last window published final. Sessions: the watermark through
+    # which every final session is published.
+    closed: int | None = None
+    # `emit: updates`: the watermark through which windows (sessions) that ended have an
+    # early version out, and the partitions' positions whose flushes those versions hold.
+    early: int | None = None
+    seen: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, store: StateStore, pk: str) -> Progress:
+        item = store.get(pk, BUNDLED_SK) or {}
+        return cls(
+            panes=sorted(int(p) for p in item.get("panes", ())),
+            closed=int(item["closed"]) if "closed" in item else None,
+            early=int(item["early"]) if "early" in item else None,
+            seen={str(k): str(v) for k, v in item.get("seen", {}).items()},
+        )
+
+    def is_new(self, flush: tuple[str, str]) -> bool:
+        """Written after the flushes the last early versions held."""
+        return flush[1] > self.seen.get(flush[0], "")

@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from tidegate import bundles
-from tidegate.bundle_closer import BUNDLES
-from tidegate.closer import CLOSE_BATCH, CloseOutcome, Closer
+from tidegate.bundle_closer import BundledCloser
+from tidegate.closer import CLOSE_BATCH, CloseOutcome
 from tidegate.errors import ConditionFailedError
 from tidegate.partials import SessionFold
 from tidegate.results import WindowResult
@@ -40,14 +40,11 @@ from tidegate.windows.session import Session, SessionState
 _KEEP_ALIVE_S = 2 * 86_400
 
 
-class SessionBundleCloser(Closer):
+class SessionBundleCloser(BundledCloser):
     def __init__(self, sessions: SessionState, **common: Any) -> None:
         super().__init__(**common)
         self.sessions = sessions
         self.fold = SessionFold(sessions)
-
-    def index_partitions(self) -> list[str]:
-        return [BUNDLES]
 
     def close_partitions(
         self,
@@ -58,28 +55,37 @@ class SessionBundleCloser(Closer):
     ) -> CloseOutcome:
         outcome = CloseOutcome(watermark=watermark)
         meta = self.watermarks.pk
-        progress = self.store.get(meta, bundles.BUNDLED_SK) or {}
-        closed = int(progress["closed"]) if "closed" in progress else None
-        buckets = sorted(int(b) for b in progress.get("panes", ()))
-        if not buckets or (closed is not None and watermark <= closed):
-            return outcome
+        progress = bundles.Progress.read(self.store, meta)
+        closed, buckets = progress.closed, progress.panes
+        early = self.trigger.early_updates
+        if not buckets or (not early and closed is not None and watermark <= closed):
+            return outcome  # nothing final since (early versions may still be due)
+        positions = self.positions() if early else None
         items = {b: self.store.query_partition(self._bucket_pk(b)) for b in buckets}
         sessions = self._sessions(items)
-        state = self.sessions
+        state, gap = self.sessions, self.sessions.assigner.gap_ms
         due = sorted(
-            ((state.close_at(s), key, s) for key, s, _ in sessions
+            ((state.close_at(s), key, s) for key, s in sessions
              if state.close_at(s) <= watermark and (closed is None or state.close_at(s) > closed)),
             key=lambda d: (d[0], d[1], d[2].start_ms),
         )
         through = self._publish(due, watermark, batch, outcome, keep_going)
-        if through is None or (closed is not None and through <= closed):
-            return outcome
-        done = self._done_buckets(buckets, sessions, through)
+        early_done = early and self._publish_early(
+            [(key, s) for key, s in sessions
+             if s.end_ms(gap) <= watermark < state.close_at(s)
+             and (progress.early is None or s.end_ms(gap) > progress.early
+                  or any(progress.is_new(flush) for _, flush in s.members))],
+            batch, outcome)
+        if through is not None and closed is not None and through <= closed:
+            through = closed
+        done = [] if through is None else self._done_buckets(buckets, sessions, through)
         self._keep_alive(items, done)
-        if due or done:
+        if due or done or early_done:
             try:
                 self.store.advance_bundle_progress(
-                    meta, bundles.BUNDLED_SK, through, closed, done)
+                    meta, bundles.BUNDLED_SK, through, closed, done,
+                    early=watermark if early_done else None,
+                    seen=positions if early_done else None)
             except ConditionFailedError:
                 pass  # a racing closer recorded it; what we published repeats its keys
         return outcome
@@ -88,34 +94,49 @@ class SessionBundleCloser(Closer):
         p = self.pipeline
         return bundles.bundle_pk(p.name, p.state_version, bucket)
 
-    def _sessions(self, items: dict[int, list[Item]]) -> list[tuple[str, Session, set[int]]]:
-        """Every key's sessions from its fragments, each with the buckets it draws on."""
-        by_key: dict[str, list[tuple[bundles.Row, int]]] = {}
+    def _sessions(self, items: dict[int, list[Item]]) -> list[tuple[str, Session]]:
+        """Every key's sessions from its fragments; a session's `members` are the (bucket,
+        flush) of each fragment it holds."""
+        by_key: dict[str, list[tuple[bundles.Row, tuple[int, tuple[str, str]]]]] = {}
         for bucket, bucket_items in items.items():
             for item in bucket_items:
+                flush = bundles.flush_of(item)
                 for row in bundles.rows_of(item):
-                    by_key.setdefault(row.key, []).append((row, bucket))
-        out: list[tuple[str, Session, set[int]]] = []
-        for key, rows in sorted(by_key.items()):
-            # A fragment's `members` is its bucket; a merged session's, its fragments'.
-            out += [(key, s, set(s.members)) for s in self._merge(rows)]
-        return out
+                    by_key.setdefault(row.key, []).append((row, (bucket, flush)))
+        return [(key, s) for key, rows in sorted(by_key.items()) for s in self._merge(rows)]
 
-    def _merge(self, rows: list[tuple[bundles.Row, int]]) -> list[Session]:
+    def _merge(self, rows: list[tuple[bundles.Row, Any]]) -> list[Session]:
         """A key's fragments merged in the order of the watermark each was judged at; a
         session final at that watermark takes no more fragments."""
         state, assigner = self.sessions, self.sessions.assigner
         final: list[Session] = []
         live: list[Session] = []
         by_since: dict[int, list[Session]] = {}
-        for row, bucket in rows:
-            fragment = Session(row.tmin, row.tmax, row.acc, row.n, members=[bucket])
+        for row, member in rows:
+            fragment = Session(row.tmin, row.tmax, row.acc, row.n, members=[member])
             by_since.setdefault(row.first_ws, []).append(fragment)
         for since, fragments in sorted(by_since.items()):
             final += [s for s in live if state.close_at(s) <= since]
             live = [s for s in live if state.close_at(s) > since]
             live = assigner.merge(live + fragments, self.acc.merge)
         return sorted(final + live, key=lambda s: s.start_ms)
+
+    def _result(self, key: str, s: Session, final: bool) -> WindowResult:
+        p = self.pipeline
+        flushes = len({flush for _, flush in s.members})
+        return self.result(keys.key_pk(p.name, p.state_version, key), s.start_ms,
+                           s.end_ms(self.sessions.assigner.gap_ms), s.acc,
+                           self.version_of(flushes, final), final)
+
+    def _publish_early(self, sessions: list[tuple[str, Session]], batch: int,
+                       outcome: CloseOutcome) -> bool:
+        """`emit: updates`: an early version of each session that ended and is not final
+        and holds what no version carried; False when some were not published."""
+        ownership = self.versions.ownership(self.pipeline.state_version)
+        mine = [(key, s) for key, s in sessions
+                if ownership.decide(self.sessions.close_at(s)) == Decision.PUBLISH]
+        results = [self._result(key, s, final=False) for key, s in mine]
+        return self.publish_results(results, batch, outcome) and len(mine) == len(sessions)
 
     def _publish(
         self, due: list[tuple[int, str, Session]], watermark: int, batch: int,
@@ -124,8 +145,6 @@ class SessionBundleCloser(Closer):
         """Publish `due` in order of close_at, `batch` at a time; returns the watermark
         through which every final session is now published."""
         ownership = self.versions.ownership(self.pipeline.state_version)
-        gap = self.sessions.assigner.gap_ms
-        p = self.pipeline
         i = 0
         while i < len(due):
             chunk = due[i : i + batch]
@@ -138,8 +157,7 @@ class SessionBundleCloser(Closer):
                 held = False
             results: list[WindowResult] = []
             for (_, key, s), decision in zip(chunk, decisions, strict=False):
-                result = self.result(keys.key_pk(p.name, p.state_version, key), s.start_ms,
-                                     s.end_ms(gap), s.acc, 1, True)
+                result = self._result(key, s, final=True)
                 if decision == Decision.PUBLISH:
                     results.append(result)
                 else:
@@ -155,13 +173,13 @@ class SessionBundleCloser(Closer):
         return watermark
 
     def _done_buckets(
-        self, buckets: list[int], sessions: list[tuple[str, Session, set[int]]], through: int,
+        self, buckets: list[int], sessions: list[tuple[str, Session]], through: int,
     ) -> list[int]:
         """Buckets no unpublished session draws on, and no fragment can still start in:
         one written later was judged at a watermark above `through`, so its events end
         after it (a fragment final when written goes to the late queue instead)."""
         state = self.sessions
-        busy = {b for _, s, used in sessions if state.close_at(s) > through for b in used}
+        busy = {b for _, s in sessions if state.close_at(s) > through for b, _ in s.members}
         horizon = self.fold.bucket_ms + state.assigner.gap_ms + self.pipeline.allowed_lateness
         return [b for b in buckets if b not in busy and b + horizon <= through]
 

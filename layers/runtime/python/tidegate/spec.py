@@ -437,11 +437,6 @@ class Pipeline(_Model):
                 "mini_batch: not available for session windows with window.max_length "
                 "(fragments of many events cannot be split where a session reaches it)",
             )
-        if self.emit == "updates":
-            raise PydanticCustomError(
-                "setting_conflict",
-                "mini_batch: not available with `emit: updates` yet (final results only)",
-            )
         if self.watermark.idle_timeout <= latency:
             # A shard holding partials it has not written must not count as idle, or the
             # other shards' watermark would close windows those partials belong to.

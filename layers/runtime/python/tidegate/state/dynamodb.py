@@ -366,19 +366,27 @@ class DynamoStore:
         self._transact(operations, f"{meta_pk} {partition_sk}: flushed through {through} already")
 
     def advance_bundle_progress(
-        self, pk: str, sk: str, closed_through: int, expected: int | None, done: list[int],
+        self, pk: str, sk: str, closed_through: int | None, expected: int | None,
+        done: list[int], early: int | None = None, seen: dict[str, str] | None = None,
     ) -> None:
-        values: dict[str, Any] = {":t": closed_through}
-        expression = "SET closed = :t"
+        values: dict[str, Any] = {}
+        sets = []
+        for name, value in (("closed", closed_through), ("early", early), ("seen", seen)):
+            if value is not None:
+                sets.append(f"{name} = :{name}")
+                values[f":{name}"] = value
+        expression = "SET " + ", ".join(sets) if sets else ""
         if done:
             expression += " DELETE panes :done"
             values[":done"] = set(done)
+        if not expression:
+            return
         if expected is None:
             condition = "attribute_not_exists(closed)"
         else:
             condition = "closed = :e"
             values[":e"] = expected
-        self._update(pk, sk, expression, condition, values=values)
+        self._update(pk, sk, expression.strip(), condition, values=values)
 
     def keep_until(self, pk: str, sk: str, expire_at: int) -> None:
         try:

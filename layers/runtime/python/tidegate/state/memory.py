@@ -240,7 +240,8 @@ class MemoryStore:
                     **held, "panes": set(held.get("panes", set())) | set(panes)}
 
     def advance_bundle_progress(
-        self, pk: str, sk: str, closed_through: int, expected: int | None, done: list[int],
+        self, pk: str, sk: str, closed_through: int | None, expected: int | None,
+        done: list[int], early: int | None = None, seen: dict[str, str] | None = None,
     ) -> None:
         def holds(item: Item) -> bool:
             if expected is None:
@@ -254,7 +255,10 @@ class MemoryStore:
             else:
                 item.pop("panes", None)  # DynamoDB drops an emptied set
 
-        self._update(pk, sk, holds, {"closed": closed_through}, change=change)
+        sets = {name: value for name, value in
+                (("closed", closed_through), ("early", early), ("seen", seen))
+                if value is not None}
+        self._update(pk, sk, holds, sets, change=change)
 
     def keep_until(self, pk: str, sk: str, expire_at: int) -> None:
         with self._lock:

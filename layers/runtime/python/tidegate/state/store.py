@@ -161,10 +161,12 @@ class StateStore(Protocol):
         ...
 
     def advance_bundle_progress(
-        self, pk: str, sk: str, closed_through: int, expected: int | None, done: list[int],
+        self, pk: str, sk: str, closed_through: int | None, expected: int | None,
+        done: list[int], early: int | None = None, seen: dict[str, str] | None = None,
     ) -> None:
         """The bundle closer's progress: windows ending at or before `closed_through` are
-        published; `done` leave the set of panes. ConditionFailedError when the stored
+        published (None: leave it); `done` leave the set of panes; `early` and `seen`, when
+        given, replace the `emit: updates` progress. ConditionFailedError when the stored
         progress is no longer `expected` (None: none stored): another closer got there."""
         ...
 
